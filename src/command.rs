@@ -1,0 +1,252 @@
+//! The command-string grammar: a program and its arguments, split without a shell.
+//!
+//! Whitespace outside quotes separates words; `'…'` and `"…"` group text, the other kind of
+//! quote being literal inside them; a backslash makes the next character literal anywhere.
+//! Input that a shell would reject or silently mangle (an unterminated quote, a backslash at
+//! the very end, a NUL byte) is refused with the position of the problem.
+
+use std::fmt;
+
+/// A parsed command: the program to start and the arguments to pass it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCommand {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// Why a command string could not be split. Positions are 1-based character columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    Empty,
+    UnterminatedQuote { quote: char, column: usize },
+    TrailingBackslash { column: usize },
+    NulByte { column: usize },
+    EmptyProgram,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Empty => f.write_str("Command string cannot be empty"),
+            CommandError::UnterminatedQuote { quote, column } => {
+                let kind = if *quote == '"' { "double" } else { "single" };
+                write!(
+                    f,
+                    "Unterminated {kind} quote ({quote}) opened at column {column}: close it with a matching {quote}"
+                )
+            }
+            CommandError::TrailingBackslash { column } => write!(
+                f,
+                "Trailing backslash at column {column}: a backslash must be followed by the character it escapes"
+            ),
+            CommandError::NulByte { column } => write!(
+                f,
+                "NUL byte at column {column}: a program or argument cannot contain NUL"
+            ),
+            CommandError::EmptyProgram => {
+                f.write_str("The program name is empty: the first word of the command must name a program")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Whitespace as JavaScript's `\s` sees it (Unicode White_Space plus the BOM), so a command
+/// splits the way it did in the TypeScript runtime.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// Split `command` into a program and its arguments (see the module documentation).
+pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
+    if command.chars().all(is_separator) {
+        return Err(CommandError::Empty);
+    }
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    // A word exists once any of its characters or quotes has been seen: `""` is an empty word.
+    let mut in_word = false;
+    let mut quote: Option<(char, usize)> = None;
+    let mut chars = command.chars().enumerate();
+    while let Some((index, c)) = chars.next() {
+        let column = index + 1;
+        if c == '\0' {
+            return Err(CommandError::NulByte { column });
+        }
+        match c {
+            '\\' => match chars.next() {
+                Some((_, '\0')) => return Err(CommandError::NulByte { column: column + 1 }),
+                Some((_, escaped)) => {
+                    word.push(escaped);
+                    in_word = true;
+                }
+                None => return Err(CommandError::TrailingBackslash { column }),
+            },
+            '"' | '\'' => match quote {
+                Some((open, _)) if open == c => quote = None,
+                Some(_) => word.push(c),
+                None => {
+                    quote = Some((c, column));
+                    in_word = true;
+                }
+            },
+            c if quote.is_none() && is_separator(c) => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if let Some((quote, column)) = quote {
+        return Err(CommandError::UnterminatedQuote { quote, column });
+    }
+    if in_word {
+        words.push(word);
+    }
+    let mut words = words.into_iter();
+    let program = words.next().unwrap_or_default();
+    if program.is_empty() {
+        return Err(CommandError::EmptyProgram);
+    }
+    Ok(ParsedCommand {
+        program,
+        args: words.collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(command: &str) -> Vec<String> {
+        let parsed = parse_command(command).unwrap();
+        std::iter::once(parsed.program).chain(parsed.args).collect()
+    }
+
+    #[test]
+    fn whitespace_runs_separate_words() {
+        assert_eq!(
+            split("  ffmpeg   -i \t in.mp4\n out.mp4  "),
+            ["ffmpeg", "-i", "in.mp4", "out.mp4"]
+        );
+    }
+
+    #[test]
+    fn unicode_whitespace_separates_like_javascript() {
+        assert_eq!(split("a\u{a0}b\u{3000}c\u{feff}d"), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn quotes_group_and_are_removed() {
+        assert_eq!(
+            split(r#"echo "hello world" 'a  b'"#),
+            ["echo", "hello world", "a  b"]
+        );
+    }
+
+    #[test]
+    fn other_quote_kind_is_literal() {
+        assert_eq!(
+            split(r#"x title="My 'Awesome' Video""#),
+            ["x", "title=My 'Awesome' Video"]
+        );
+        assert_eq!(split(r#"x 'say "hi"'"#), ["x", r#"say "hi""#]);
+    }
+
+    #[test]
+    fn quotes_inside_a_word() {
+        assert_eq!(
+            split(r#"x key="a b" pre'mid'post"#),
+            ["x", "key=a b", "premidpost"]
+        );
+    }
+
+    #[test]
+    fn empty_quotes_give_empty_words() {
+        assert_eq!(split(r#"x "" '' a"#), ["x", "", "", "a"]);
+    }
+
+    #[test]
+    fn backslash_escapes_everywhere() {
+        assert_eq!(split(r"x a\ b"), ["x", "a b"]);
+        assert_eq!(split(r#"x "He said \"Hi\"""#), ["x", r#"He said "Hi""#]);
+        assert_eq!(split(r"x 'it\'s'"), ["x", "it's"]);
+        assert_eq!(split(r"x \\ \$HOME"), ["x", "\\", "$HOME"]);
+    }
+
+    #[test]
+    fn shell_metacharacters_are_plain() {
+        assert_eq!(
+            split("echo a;b | c && $(d) > e"),
+            ["echo", "a;b", "|", "c", "&&", "$(d)", ">", "e"]
+        );
+    }
+
+    #[test]
+    fn multibyte_text_survives() {
+        assert_eq!(split("echo \"日本 語\" 🎬"), ["echo", "日本 語", "🎬"]);
+    }
+
+    #[test]
+    fn empty_and_blank_are_refused() {
+        for input in ["", "   ", "\t\n", "\u{3000}"] {
+            let err = parse_command(input).unwrap_err();
+            assert_eq!(err, CommandError::Empty);
+            assert_eq!(err.to_string(), "Command string cannot be empty");
+        }
+    }
+
+    #[test]
+    fn unterminated_quotes_are_refused_with_their_column() {
+        assert_eq!(
+            parse_command(r#"echo "abc"#).unwrap_err(),
+            CommandError::UnterminatedQuote {
+                quote: '"',
+                column: 6
+            }
+        );
+        let err = parse_command("echo 'abc").unwrap_err();
+        assert_eq!(
+            err,
+            CommandError::UnterminatedQuote {
+                quote: '\'',
+                column: 6
+            }
+        );
+        assert!(err.to_string().contains("single quote"), "{err}");
+        assert!(err.to_string().contains("column 6"), "{err}");
+    }
+
+    #[test]
+    fn trailing_backslash_is_refused() {
+        let err = parse_command(r"echo abc\").unwrap_err();
+        assert_eq!(err, CommandError::TrailingBackslash { column: 9 });
+        assert!(err.to_string().contains("column 9"));
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        assert_eq!(
+            parse_command("echo a\0b").unwrap_err(),
+            CommandError::NulByte { column: 7 }
+        );
+        assert_eq!(
+            parse_command("echo \\\0").unwrap_err(),
+            CommandError::NulByte { column: 7 }
+        );
+    }
+
+    #[test]
+    fn an_empty_program_is_refused() {
+        assert_eq!(
+            parse_command(r#""" arg"#).unwrap_err(),
+            CommandError::EmptyProgram
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! The one error type of the runtime. Each variant knows the `code` it carries in JavaScript
+//! and the kind of JS error it becomes; the binding does nothing but that conversion.
+
+use std::io;
+
+use crate::command::CommandError;
+
+/// An error produced by code the runtime calls but does not own (a storage adapter, an
+/// output callback). It is passed through to the caller unchanged.
+pub type ExternalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The JavaScript constructor an [`Error`] is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Error,
+    TypeError,
+}
+
+/// What is wrong with an argument or option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgProblem {
+    /// `ERR_INVALID_ARG_TYPE`
+    Type,
+    /// `ERR_OUT_OF_RANGE`
+    Range,
+    /// `ERR_INVALID_ARG_VALUE`
+    Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    InvalidArgument {
+        problem: ArgProblem,
+        message: String,
+    },
+
+    #[error("Invalid URL '{input}': {reason}")]
+    InvalidUrl { input: String, reason: String },
+
+    #[error(
+        "Unsupported URL scheme '{scheme}:' in '{input}': a job spec is loaded from an http:, https: or file: URL, or from a file path"
+    )]
+    UnsupportedScheme { scheme: String, input: String },
+
+    #[error("Failed to fetch job spec: {reason} (HTTP {status} from {url})")]
+    HttpStatus {
+        status: u16,
+        reason: String,
+        url: String,
+    },
+
+    #[error("Failed to fetch job spec from {url}: {cause}")]
+    Network { url: String, cause: String },
+
+    /// A file-system error, worded the way Node's `fs` words it.
+    #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(code))]
+    Io {
+        code: &'static str,
+        errno: i32,
+        syscall: &'static str,
+        path: String,
+        detail: String,
+    },
+
+    #[error(
+        "Invalid JobSpec: {source_name} is not valid JSON: {detail} at line {line} column {column}"
+    )]
+    InvalidJson {
+        source_name: String,
+        detail: String,
+        line: usize,
+        column: usize,
+    },
+
+    #[error("Invalid JobSpec: missing chunks array")]
+    MissingChunks,
+
+    #[error("Invalid JobSpec: {0}")]
+    InvalidSpec(String),
+
+    #[error("Worker was not configured with an ArtifactStorage adapter, but the job requires remote assets.")]
+    StorageRequired,
+
+    /// The storage adapter rejected or threw: its own error, unchanged.
+    #[error("{0}")]
+    Storage(ExternalError),
+
+    /// An output callback threw: its own error, unchanged.
+    #[error("{0}")]
+    Callback(ExternalError),
+
+    #[error("Chunk with ID {0} not found in job spec")]
+    ChunkNotFound(i64),
+
+    #[error("{0}")]
+    InvalidCommand(#[from] CommandError),
+
+    #[error("spawn {program} {code}")]
+    Spawn {
+        program: String,
+        code: &'static str,
+        errno: i32,
+    },
+
+    #[error("The operation was aborted")]
+    Aborted,
+
+    #[error("Internal error in the worker runtime: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The `code` property of the JavaScript error.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::InvalidArgument { problem, .. } => match problem {
+                ArgProblem::Type => "ERR_INVALID_ARG_TYPE",
+                ArgProblem::Range => "ERR_OUT_OF_RANGE",
+                ArgProblem::Value => "ERR_INVALID_ARG_VALUE",
+            },
+            Error::InvalidUrl { .. } => "ERR_INVALID_URL",
+            Error::UnsupportedScheme { .. } => "ERR_INVALID_URL_SCHEME",
+            Error::HttpStatus { .. } | Error::Network { .. } => "ERR_JOB_SPEC_FETCH",
+            Error::Io { code, .. } | Error::Spawn { code, .. } => code,
+            Error::InvalidJson { .. } | Error::MissingChunks | Error::InvalidSpec(_) => {
+                "ERR_INVALID_JOB_SPEC"
+            }
+            Error::StorageRequired => "ERR_STORAGE_REQUIRED",
+            Error::Storage(_) => "ERR_STORAGE",
+            Error::Callback(_) => "ERR_CALLBACK",
+            Error::ChunkNotFound(_) => "ERR_CHUNK_NOT_FOUND",
+            Error::InvalidCommand(_) => "ERR_INVALID_COMMAND",
+            Error::Aborted => "ABORT_ERR",
+            Error::Internal(_) => "ERR_INTERNAL",
+        }
+    }
+
+    /// The JavaScript class: bad arguments and options are `TypeError`s (CONTRACT §2.1).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidArgument { .. } | Error::InvalidUrl { .. } => ErrorClass::TypeError,
+            _ => ErrorClass::Error,
+        }
+    }
+
+    /// The `name` of the JavaScript error, where it differs from the class name.
+    pub fn name(&self) -> Option<&'static str> {
+        match self {
+            Error::Aborted => Some("AbortError"),
+            _ => None,
+        }
+    }
+
+    pub fn invalid_arg(problem: ArgProblem, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            problem,
+            message: message.into(),
+        }
+    }
+
+    /// A file-system error about `path`, from the failed `syscall`.
+    pub fn io(err: &io::Error, syscall: &'static str, path: impl Into<String>) -> Self {
+        let (code, errno) = errno_code(err);
+        Error::Io {
+            code,
+            errno,
+            syscall,
+            path: path.into(),
+            detail: String::new(),
+        }
+    }
+
+    /// A program that could not be started, worded as Node's `child_process` words it.
+    pub fn spawn(err: &io::Error, program: &str) -> Self {
+        let (code, errno) = errno_code(err);
+        Error::Spawn {
+            program: program.to_owned(),
+            code,
+            errno,
+        }
+    }
+}
+
+/// The symbolic name of an OS error (`ENOENT`) and its number, as Node reports them.
+pub fn errno_code(err: &io::Error) -> (&'static str, i32) {
+    #[cfg(unix)]
+    if let Some(errno) = err.raw_os_error() {
+        let code = match errno {
+            libc::ENOENT => "ENOENT",
+            libc::EACCES => "EACCES",
+            libc::EPERM => "EPERM",
+            libc::EISDIR => "EISDIR",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::ELOOP => "ELOOP",
+            libc::ENAMETOOLONG => "ENAMETOOLONG",
+            libc::EMFILE => "EMFILE",
+            libc::ENFILE => "ENFILE",
+            libc::ENOMEM => "ENOMEM",
+            libc::ENOEXEC => "ENOEXEC",
+            libc::E2BIG => "E2BIG",
+            libc::ETXTBSY => "ETXTBSY",
+            libc::EEXIST => "EEXIST",
+            libc::EROFS => "EROFS",
+            libc::ENOSPC => "ENOSPC",
+            libc::EIO => "EIO",
+            libc::EINVAL => "EINVAL",
+            libc::EAGAIN => "EAGAIN",
+            libc::EBADF => "EBADF",
+            _ => "EUNKNOWN",
+        };
+        return (code, -errno);
+    }
+    let code = match err.kind() {
+        io::ErrorKind::NotFound => "ENOENT",
+        io::ErrorKind::PermissionDenied => "EACCES",
+        io::ErrorKind::IsADirectory => "EISDIR",
+        io::ErrorKind::NotADirectory => "ENOTDIR",
+        io::ErrorKind::AlreadyExists => "EEXIST",
+        io::ErrorKind::InvalidInput => "EINVAL",
+        _ => "EUNKNOWN",
+    };
+    (code, 0)
+}
+
+/// libuv's wording for an error code, which Node puts in its `fs` messages.
+fn describe_errno(code: &str) -> &'static str {
+    match code {
+        "ENOENT" => "no such file or directory",
+        "EACCES" => "permission denied",
+        "EPERM" => "operation not permitted",
+        "EISDIR" => "illegal operation on a directory",
+        "ENOTDIR" => "not a directory",
+        "ELOOP" => "too many symbolic links encountered",
+        "ENAMETOOLONG" => "name too long",
+        "EMFILE" => "too many open files",
+        "ENFILE" => "file table overflow",
+        "ENOMEM" => "not enough memory",
+        "EEXIST" => "file already exists",
+        "EROFS" => "read-only file system",
+        "ENOSPC" => "no space left on device",
+        "EIO" => "i/o error",
+        "EINVAL" => "invalid argument",
+        "EFBIG" => "file too large",
+        _ => "unknown error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_like_node_fs() {
+        let err = io::Error::from_raw_os_error(libc::ENOENT);
+        let e = Error::io(&err, "open", "/tmp/missing.json");
+        assert_eq!(
+            e.to_string(),
+            "ENOENT: no such file or directory, open '/tmp/missing.json'"
+        );
+        assert_eq!(e.code(), "ENOENT");
+    }
+
+    #[test]
+    fn spawn_errors_read_like_child_process() {
+        let err = io::Error::from_raw_os_error(libc::EACCES);
+        let e = Error::spawn(&err, "./render.sh");
+        assert_eq!(e.to_string(), "spawn ./render.sh EACCES");
+        assert_eq!(e.code(), "EACCES");
+    }
+
+    #[test]
+    fn exact_contract_messages() {
+        assert_eq!(
+            Error::MissingChunks.to_string(),
+            "Invalid JobSpec: missing chunks array"
+        );
+        assert_eq!(
+            Error::ChunkNotFound(7).to_string(),
+            "Chunk with ID 7 not found in job spec"
+        );
+        assert_eq!(
+            Error::StorageRequired.to_string(),
+            "Worker was not configured with an ArtifactStorage adapter, but the job requires remote assets."
+        );
+        assert_eq!(Error::Aborted.name(), Some("AbortError"));
+        let http = Error::HttpStatus {
+            status: 404,
+            reason: "Not Found".into(),
+            url: "http://127.0.0.1/x".into(),
+        };
+        assert!(http
+            .to_string()
+            .starts_with("Failed to fetch job spec: Not Found"));
+    }
+}

@@ -1,0 +1,464 @@
+//! Running one command: spawn into its own process group, capture both streams, enforce the
+//! timeout, honour cancellation, drain, and leave nothing of the group behind.
+
+mod output;
+mod signal;
+#[cfg(unix)]
+mod unix;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::time::sleep_until;
+
+use crate::cancel::{cancelled, CancelToken};
+use crate::error::{Error, ExternalError};
+pub use output::{TailBuffer, Utf8Stream};
+pub use signal::Signal;
+
+/// How long output is still read after the process exits, for helpers that flush late.
+/// Past it, what is left of the group is killed so a helper holding a pipe cannot hang a run.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(1000);
+/// After that kill, how long to wait for the pipes to close before giving up on them (a
+/// process outside the group may hold them).
+const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Which output stream a piece of text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Receives output as it arrives. `piece` must not block; `flush` resolves once every piece
+/// handed over so far has been delivered, or with the first error a receiver raised.
+pub trait OutputSink: Send + Sync {
+    fn piece(&self, stream: Stream, text: String);
+    fn flush(&self) -> BoxFuture<'_, Result<(), ExternalError>>;
+}
+
+/// The limits and environment of one run.
+#[derive(Debug, Clone)]
+pub struct Controls {
+    pub timeout: Option<Duration>,
+    pub kill_signal: Signal,
+    pub kill_grace: Duration,
+    /// Bytes kept per stream (the most recent ones).
+    pub max_buffer: usize,
+    /// Laid over the inherited environment; `None` removes the variable.
+    pub env: Vec<(OsString, Option<OsString>)>,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Controls {
+            timeout: None,
+            kill_signal: Signal::TERM,
+            kill_grace: Duration::from_millis(5000),
+            max_buffer: 16 * 1024 * 1024,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(Signal),
+}
+
+/// What `wait4` reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub max_rss_bytes: u64,
+    pub user_ms: f64,
+    pub system_ms: f64,
+}
+
+/// The result of a run that started.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The exit code; -1 when a signal ended the process or the timeout did.
+    pub exit_code: i32,
+    pub signal: Option<Signal>,
+    pub stdout: String,
+    pub stderr: String,
+    /// From just before spawn to the process's exit.
+    pub duration: Duration,
+    pub timed_out: bool,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub usage: Option<Usage>,
+}
+
+/// What to run and where.
+pub struct Command<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub cwd: &'a Path,
+    pub controls: &'a Controls,
+    pub sink: Option<&'a dyn OutputSink>,
+    pub cancel: Option<&'a CancelToken>,
+}
+
+/// One stream of the child: its pipe, what was kept of it, and its decoder for the sink.
+struct Capture {
+    pipe: Option<tokio::net::unix::pipe::Receiver>,
+    kept: TailBuffer,
+    decoder: Utf8Stream,
+    stream: Stream,
+}
+
+impl Capture {
+    fn new(pipe: Option<OwnedPipe>, max: usize, stream: Stream) -> std::io::Result<Self> {
+        let pipe = match pipe {
+            Some(fd) => Some(tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?),
+            None => None,
+        };
+        Ok(Capture {
+            pipe,
+            kept: TailBuffer::new(max),
+            decoder: Utf8Stream::default(),
+            stream,
+        })
+    }
+
+    fn accept(&mut self, bytes: &[u8], sink: Option<&dyn OutputSink>) {
+        self.kept.push(bytes);
+        if let Some(sink) = sink {
+            let text = self.decoder.decode(bytes);
+            if !text.is_empty() {
+                sink.piece(self.stream, text);
+            }
+        }
+    }
+
+    fn close(&mut self, sink: Option<&dyn OutputSink>) {
+        self.pipe = None;
+        if let Some(sink) = sink {
+            let rest = self.decoder.finish();
+            if !rest.is_empty() {
+                sink.piece(self.stream, rest);
+            }
+        }
+    }
+}
+
+type OwnedPipe = std::os::fd::OwnedFd;
+
+/// Kills the whole group and reaps the leader if a run is dropped before it finished (its
+/// future cancelled from outside), so that no path leaves processes behind.
+struct GroupGuard {
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            unix::kill_group(self.pid, Signal::KILL);
+            let pid = self.pid;
+            // The leader dies at once from SIGKILL; reap it off this thread all the same.
+            std::thread::spawn(move || {
+                let _ = unix::reap(pid);
+                crate::orphans::unwatch(pid);
+            });
+        }
+    }
+}
+
+/// Run `cmd` to completion. Errors are for what prevented the run (spawn failure,
+/// cancellation); a non-zero exit is an [`Outcome`].
+pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
+    let controls = cmd.controls;
+    let mut command = std::process::Command::new(cmd.program);
+    command
+        .args(cmd.args)
+        .current_dir(cmd.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in &controls.env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|e| Error::spawn(&e, cmd.program))?;
+    let pid = child.id() as i32;
+    crate::orphans::watch(pid);
+    let mut guard = GroupGuard { pid, armed: true };
+    let internal = |e: std::io::Error| {
+        Error::Internal(format!("cannot read the output of {}: {e}", cmd.program))
+    };
+    let mut out = Capture::new(
+        child.stdout.take().map(Into::into),
+        controls.max_buffer,
+        Stream::Stdout,
+    )
+    .map_err(internal)?;
+    let mut err = Capture::new(
+        child.stderr.take().map(Into::into),
+        controls.max_buffer,
+        Stream::Stderr,
+    )
+    .map_err(internal)?;
+    let mut exit = unix::ExitWatch::new(pid);
+
+    let far = started + Duration::from_secs(86400 * 365);
+    let timeout_at = controls.timeout.map(|t| started + t);
+    let mut timed_out = false;
+    let mut hard_kill_at: Option<Instant> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut drain_killed = false;
+    let mut out_buf = vec![0u8; READ_BUFFER];
+    let mut err_buf = vec![0u8; READ_BUFFER];
+
+    while exited_at.is_none() || out.pipe.is_some() || err.pipe.is_some() {
+        tokio::select! {
+            biased;
+            _ = cancelled(cmd.cancel) => {
+                unix::kill_group(pid, Signal::KILL);
+                if exited_at.is_none() {
+                    exit.exited().await;
+                }
+                guard.armed = false;
+                let _ = tokio::task::spawn_blocking(move || unix::reap(pid)).await;
+                crate::orphans::unwatch(pid);
+                return Err(Error::Aborted);
+            }
+            read = read_some(&mut out.pipe, &mut out_buf) => match read {
+                Some(n) => out.accept(&out_buf[..n], cmd.sink),
+                None => out.close(cmd.sink),
+            },
+            read = read_some(&mut err.pipe, &mut err_buf) => match read {
+                Some(n) => err.accept(&err_buf[..n], cmd.sink),
+                None => err.close(cmd.sink),
+            },
+            _ = exit.exited(), if exited_at.is_none() => {
+                let now = Instant::now();
+                exited_at = Some(now);
+                drain_until = Some(now + DRAIN_GRACE);
+            }
+            _ = sleep_until(timeout_at.unwrap_or(far).into()), if timeout_at.is_some() && !timed_out && exited_at.is_none() => {
+                timed_out = true;
+                unix::kill_group(pid, controls.kill_signal);
+                if controls.kill_signal != Signal::KILL {
+                    hard_kill_at = Some(Instant::now() + controls.kill_grace);
+                }
+            }
+            _ = sleep_until(hard_kill_at.unwrap_or(far).into()), if hard_kill_at.is_some() && exited_at.is_none() => {
+                hard_kill_at = None;
+                unix::kill_group(pid, Signal::KILL);
+            }
+            _ = sleep_until(drain_until.unwrap_or(far).into()), if drain_until.is_some() => {
+                if drain_killed {
+                    out.close(cmd.sink);
+                    err.close(cmd.sink);
+                } else {
+                    // A helper left behind still holds a pipe: end the group, then collect
+                    // whatever it wrote before dying.
+                    drain_killed = true;
+                    unix::kill_group(pid, Signal::KILL);
+                    drain_until = Some(Instant::now() + DRAIN_AFTER_KILL);
+                }
+            }
+        }
+    }
+    let exited_at = exited_at.unwrap_or_else(Instant::now);
+
+    // Nothing of the group outlives the run. The leader is still an unreaped zombie, so
+    // its pid (the group id) cannot have been reused by an unrelated process.
+    unix::kill_group(pid, Signal::KILL);
+    guard.armed = false;
+    let (status, usage) = match unix::reap(pid) {
+        Ok((status, usage)) => (status, Some(usage)),
+        Err(e) => {
+            return Err(Error::Internal(format!(
+                "cannot collect the exit status of {}: {e}",
+                cmd.program
+            )))
+        }
+    };
+    crate::orphans::unwatch(pid);
+
+    if let Some(sink) = cmd.sink {
+        sink.flush().await.map_err(Error::Callback)?;
+    }
+    let (exit_code, signal) = match status {
+        ExitStatus::Exited(code) if !timed_out => (code, None),
+        ExitStatus::Exited(_) => (-1, Some(controls.kill_signal)),
+        ExitStatus::Signaled(signal) => (-1, Some(signal)),
+    };
+    Ok(Outcome {
+        exit_code,
+        signal,
+        stdout_truncated: out.kept.truncated(),
+        stderr_truncated: err.kept.truncated(),
+        stdout: out.kept.into_string(),
+        stderr: err.kept.into_string(),
+        duration: exited_at - started,
+        timed_out,
+        usage,
+    })
+}
+
+/// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a
+/// read error, which ends the stream just the same). Never resolves for a closed pipe.
+async fn read_some(
+    pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match pipe {
+        Some(pipe) => match pipe.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn sh(script: &str, controls: &Controls) -> Result<Outcome, Error> {
+        let args = args(&["-c", script]);
+        run(Command {
+            program: "sh",
+            args: &args,
+            cwd: Path::new("/"),
+            controls,
+            sink: None,
+            cancel: None,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn captures_both_streams_and_the_exit_code() {
+        let o = sh("echo out; echo err >&2; exit 3", &Controls::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (o.exit_code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
+        assert_eq!(o.signal, None);
+        assert!(o.usage.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_signal_gives_exit_code_minus_one() {
+        let o = sh("kill -9 $$", &Controls::default()).await.unwrap();
+        assert_eq!((o.exit_code, o.signal), (-1, Some(Signal::KILL)));
+    }
+
+    #[tokio::test]
+    async fn unknown_programs_fail_like_node() {
+        let err = run(Command {
+            program: "no-such-program-xyz",
+            args: &[],
+            cwd: Path::new("/"),
+            controls: &Controls::default(),
+            sink: None,
+            cancel: None,
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "spawn no-such-program-xyz ENOENT");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_escalates_to_sigkill() {
+        let controls = Controls {
+            timeout: Some(Duration::from_millis(100)),
+            kill_grace: Duration::from_millis(100),
+            ..Controls::default()
+        };
+        let o = sh("trap '' TERM; sleep 5", &controls).await.unwrap();
+        assert!(o.timed_out);
+        assert_eq!((o.exit_code, o.signal), (-1, Some(Signal::KILL)));
+    }
+
+    #[tokio::test]
+    async fn a_helper_holding_the_pipe_does_not_hang_the_run() {
+        let started = Instant::now();
+        let o = sh("sleep 30 & echo done", &Controls::default())
+            .await
+            .unwrap();
+        assert_eq!(o.stdout, "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the helper was killed, not waited for"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_kills_and_reports_aborted() {
+        let token = CancelToken::new();
+        let controls = Controls::default();
+        let args = args(&["-c", "sleep 30"]);
+        let cancel_later = {
+            let token = token.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                token.cancel();
+            }
+        };
+        let (result, ()) = tokio::join!(
+            run(Command {
+                program: "sh",
+                args: &args,
+                cwd: Path::new("/"),
+                controls: &controls,
+                sink: None,
+                cancel: Some(&token),
+            }),
+            cancel_later
+        );
+        assert!(matches!(result, Err(Error::Aborted)));
+    }
+
+    #[tokio::test]
+    async fn max_buffer_keeps_the_tail() {
+        let controls = Controls {
+            max_buffer: 10,
+            ..Controls::default()
+        };
+        let o = sh("seq 1 1000", &controls).await.unwrap();
+        assert!(o.stdout_truncated && !o.stderr_truncated);
+        assert_eq!(o.stdout, "\n999\n1000\n");
+    }
+
+    #[tokio::test]
+    async fn env_is_laid_over_the_inherited_one() {
+        let controls = Controls {
+            env: vec![
+                ("HWR_TEST_VAR".into(), Some("set".into())),
+                ("PATH".into(), Some("/usr/bin:/bin".into())),
+            ],
+            ..Controls::default()
+        };
+        let o = sh("echo $HWR_TEST_VAR:$PATH", &controls).await.unwrap();
+        assert_eq!(o.stdout, "set:/usr/bin:/bin\n");
+    }
+}

@@ -1,0 +1,240 @@
+//! Output capture: a bounded tail buffer and an incremental UTF-8 decoder.
+
+/// Keeps the most recent `max` bytes written to it, in a ring that never grows past `max`.
+#[derive(Debug)]
+pub struct TailBuffer {
+    data: Vec<u8>,
+    /// Where the oldest byte is, once the ring has wrapped.
+    start: usize,
+    max: usize,
+    truncated: bool,
+}
+
+impl TailBuffer {
+    pub fn new(max: usize) -> Self {
+        TailBuffer {
+            data: Vec::new(),
+            start: 0,
+            max,
+            truncated: false,
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if bytes.len() >= self.max {
+            self.truncated |= bytes.len() > self.max || !self.data.is_empty();
+            self.data.clear();
+            self.data
+                .extend_from_slice(&bytes[bytes.len() - self.max..]);
+            self.start = 0;
+            return;
+        }
+        if self.data.len() < self.max {
+            let fill = bytes.len().min(self.max - self.data.len());
+            self.reserve(fill);
+            self.data.extend_from_slice(&bytes[..fill]);
+            bytes = &bytes[fill..];
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        // Full: overwrite the oldest bytes, wrapping around the end of the ring.
+        self.truncated = true;
+        let first = bytes.len().min(self.max - self.start);
+        self.data[self.start..self.start + first].copy_from_slice(&bytes[..first]);
+        self.data[..bytes.len() - first].copy_from_slice(&bytes[first..]);
+        self.start = (self.start + bytes.len()) % self.max;
+    }
+
+    /// Grow geometrically, but never past `max`: memory stays within the bound.
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.data.len() + additional;
+        if needed > self.data.capacity() {
+            let target = needed.max(self.data.capacity() * 2).max(4096).min(self.max);
+            self.data.reserve_exact(target - self.data.len());
+        }
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The kept bytes, oldest first, decoded as UTF-8 (invalid sequences become U+FFFD). When
+    /// older bytes were dropped, a character cut in half at the front is dropped too.
+    pub fn into_string(mut self) -> String {
+        self.data.rotate_left(self.start);
+        let mut bytes = &self.data[..];
+        if self.truncated {
+            let skip = bytes
+                .iter()
+                .take(3)
+                .take_while(|&&b| b & 0xC0 == 0x80)
+                .count();
+            bytes = &bytes[skip..];
+        }
+        match String::from_utf8_lossy(bytes) {
+            std::borrow::Cow::Borrowed(_) => {
+                // Valid as it is: reuse the allocation instead of copying.
+                let skip = self.data.len() - bytes.len();
+                self.data.drain(..skip);
+                String::from_utf8(self.data).unwrap_or_default()
+            }
+            std::borrow::Cow::Owned(s) => s,
+        }
+    }
+}
+
+/// Decodes a byte stream piece by piece without ever splitting a character: an incomplete
+/// sequence at the end of one piece waits for the next. Invalid bytes become U+FFFD exactly as
+/// `String::from_utf8_lossy` would replace them in the whole stream.
+#[derive(Debug, Default)]
+pub struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    pub fn decode(&mut self, bytes: &[u8]) -> String {
+        let joined;
+        let mut input: &[u8] = if self.pending.is_empty() {
+            bytes
+        } else {
+            self.pending.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.pending);
+            &joined
+        };
+        let mut out = String::with_capacity(input.len());
+        loop {
+            match std::str::from_utf8(input) {
+                Ok(valid) => {
+                    out.push_str(valid);
+                    break;
+                }
+                Err(e) => {
+                    let (valid, rest) = input.split_at(e.valid_up_to());
+                    // SAFETY-free: `valid` was just checked by from_utf8.
+                    out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match e.error_len() {
+                        None => {
+                            self.pending.extend_from_slice(rest);
+                            break;
+                        }
+                        Some(len) => {
+                            out.push('\u{FFFD}');
+                            input = &rest[len..];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What is left at the end of the stream: a truncated character becomes U+FFFD.
+    pub fn finish(&mut self) -> String {
+        if self.pending.is_empty() {
+            String::new()
+        } else {
+            self.pending.clear();
+            "\u{FFFD}".to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(max: usize, pieces: &[&[u8]]) -> (String, bool) {
+        let mut t = TailBuffer::new(max);
+        for p in pieces {
+            t.push(p);
+        }
+        let truncated = t.truncated();
+        (t.into_string(), truncated)
+    }
+
+    #[test]
+    fn keeps_everything_under_the_limit() {
+        assert_eq!(tail(10, &[b"abc", b"def"]), ("abcdef".into(), false));
+        assert_eq!(tail(6, &[b"abc", b"def"]), ("abcdef".into(), false));
+    }
+
+    #[test]
+    fn keeps_the_most_recent_bytes() {
+        assert_eq!(tail(4, &[b"abc", b"def"]), ("cdef".into(), true));
+        assert_eq!(tail(4, &[b"abcdefgh"]), ("efgh".into(), true));
+        assert_eq!(tail(4, &[b"ab", b"cdefghij", b"k"]), ("hijk".into(), true));
+        assert_eq!(
+            tail(5, &[b"12", b"34", b"56", b"78", b"9"]),
+            ("56789".into(), true)
+        );
+    }
+
+    #[test]
+    fn zero_keeps_nothing() {
+        assert_eq!(tail(0, &[b"abc"]), (String::new(), true));
+        assert_eq!(tail(0, &[]), (String::new(), false));
+    }
+
+    #[test]
+    fn matches_a_plain_tail_for_many_piece_sizes() {
+        let stream: Vec<u8> = (0..5000u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        for max in [1, 7, 64, 1000, 4999, 5000, 6000] {
+            for piece in [1, 3, 64, 999, 5000] {
+                let mut t = TailBuffer::new(max);
+                stream.chunks(piece).for_each(|c| t.push(c));
+                assert!(
+                    t.data.len() <= max && t.data.capacity() <= max.max(8),
+                    "memory stays within max"
+                );
+                let keep = stream.len().min(max);
+                assert_eq!(
+                    t.into_string().as_bytes(),
+                    &stream[stream.len() - keep..],
+                    "max {max} piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_character_at_the_front_is_dropped() {
+        let (s, truncated) = tail(5, &["é".as_bytes(), "€abc".as_bytes()]);
+        assert!(truncated);
+        assert_eq!(s, "abc"); // the last 5 bytes are 0x82 0xAC a b c: a cut "€"
+    }
+
+    #[test]
+    fn stream_never_splits_a_character() {
+        let text = "a€𝄞b".repeat(50);
+        let bytes = text.as_bytes();
+        for size in 1..8 {
+            let mut dec = Utf8Stream::default();
+            let mut out = String::new();
+            for piece in bytes.chunks(size) {
+                let s = dec.decode(piece);
+                out.push_str(&s);
+            }
+            out.push_str(&dec.finish());
+            assert_eq!(out, text, "piece size {size}");
+        }
+    }
+
+    #[test]
+    fn stream_replaces_invalid_bytes_like_from_utf8_lossy() {
+        let bytes = b"ok\xffthen\xe2\x82 and \xf0\x9d\x84";
+        let expected = String::from_utf8_lossy(bytes).into_owned();
+        for size in 1..6 {
+            let mut dec = Utf8Stream::default();
+            let mut out = String::new();
+            for piece in bytes.chunks(size) {
+                out.push_str(&dec.decode(piece));
+            }
+            out.push_str(&dec.finish());
+            assert_eq!(out, expected, "piece size {size}");
+        }
+    }
+}

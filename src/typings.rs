@@ -1,0 +1,97 @@
+//! Interfaces that exist for TypeScript callers only: napi copies them, with these docs, into
+//! `index.d.ts`. The runtime reads these values itself (see `binding`), so no conversion
+//! code is generated for them.
+#![allow(dead_code)]
+
+use napi_derive::napi;
+
+/// One chunk of a render job: a contiguous range of frames and the command that renders it.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RenderJobChunk {
+    /// The chunk's id; `run(jobPath, chunkId)` runs the first chunk whose `id` equals `chunkId`.
+    pub id: f64,
+    /// The first frame this chunk renders.
+    pub start_frame: f64,
+    /// How many frames this chunk renders.
+    pub frame_count: f64,
+    /// Where the chunk's command writes its output, relative to the workspace.
+    pub output_file: String,
+    /// The command to run, split into argv without a shell (see `parseCommand`).
+    pub command: String,
+}
+
+/// What the render is: frame count, rate and size.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct JobMetadata {
+    pub total_frames: f64,
+    pub fps: f64,
+    pub width: f64,
+    pub height: f64,
+    pub duration: f64,
+}
+
+/// A distributed render job. Only `chunks` (and, in the chunk that runs, `id` and `command`)
+/// is required by `run`; the other fields are read when present.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct JobSpec {
+    /// The job's id, passed to `storage.downloadAssetBundle`.
+    pub id: String,
+    /// When non-empty, the asset bundle to download into the workspace before the command runs.
+    pub assets_url: Option<String>,
+    pub metadata: JobMetadata,
+    pub chunks: Vec<RenderJobChunk>,
+    /// The command that merges the chunks' outputs once every chunk has run.
+    pub merge_command: String,
+}
+
+/// The storage adapter of the infrastructure package. The runtime only calls
+/// `downloadAssetBundle`, as a method of this object, and awaits it.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ArtifactStorage {
+    /// Download the bundle at `remoteUrl` for job `jobId` into `targetDir` (the workspace).
+    #[napi(ts_type = "(jobId: string, remoteUrl: string, targetDir: string) => Promise<void>")]
+    pub download_asset_bundle: String,
+}
+
+/// Controls for one run; each overrides the runtime's default of the same name.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RunOptions {
+    /// Milliseconds the process may run. Past it, its process group gets `killSignal`, then
+    /// SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
+    /// 0 (the default) means no timeout.
+    pub timeout: Option<f64>,
+    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a number.
+    #[napi(ts_type = "string | number")]
+    pub kill_signal: Option<String>,
+    /// Milliseconds between `killSignal` and SIGKILL. Default 5000.
+    pub kill_grace_period: Option<f64>,
+    /// Bytes of stdout and of stderr to keep (the most recent ones). Default 16 MiB. The
+    /// process is never killed for writing more; `stdoutTruncated`/`stderrTruncated` say so.
+    pub max_buffer: Option<f64>,
+    /// Variables laid over the inherited environment. `null` removes an inherited variable.
+    #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
+    pub env: Option<String>,
+}
+
+/// Configuration of a `WorkerRuntime`, plus the default run controls.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct WorkerRuntimeConfig {
+    /// The directory every command runs in, created (recursively) when missing. A relative
+    /// path is resolved against the current directory when the runtime is created.
+    pub workspace_dir: String,
+    /// The storage adapter that downloads a job's `assetsUrl` bundle.
+    #[napi(ts_type = "ArtifactStorage")]
+    pub storage: Option<String>,
+    /// Default `RunOptions.timeout`.
+    pub timeout: Option<f64>,
+    /// Default `RunOptions.killSignal`.
+    #[napi(ts_type = "string | number")]
+    pub kill_signal: Option<String>,
+    /// Default `RunOptions.killGracePeriod`.
+    pub kill_grace_period: Option<f64>,
+    /// Default `RunOptions.maxBuffer`.
+    pub max_buffer: Option<f64>,
+    /// Default `RunOptions.env`.
+    #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
+    pub env: Option<String>,
+}
