@@ -26,7 +26,7 @@ export declare class WorkerRuntime {
    * Run chunk `chunkId` of the job spec at `jobPath` (an http(s) URL, a `file://` URL, or a
    * file path) and resolve with its result once the process has exited and its output is
    * drained. A non-zero exit resolves; every failure to get that far rejects with an `Error`
-   * whose `code` says what went wrong.
+   * whose `code` says what went wrong. Bad arguments reject too, before anything runs.
    */
   run(jobPath: string, chunkId: number, options?: RunOptions): Promise<WorkerResult>
   /** The absolute path of the workspace every command runs in. */
@@ -115,6 +115,20 @@ export interface RunOptions {
   maxBuffer?: number
   /** Variables laid over the inherited environment. `null` removes an inherited variable. */
   env?: Record<string, string | number | boolean | null | undefined>
+  /**
+   * Aborting it kills the run's process group (or stops the spec fetch or storage call in
+   * progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
+   * signal's reason).
+   */
+  signal?: AbortSignal
+  /**
+   * Called with each piece of stdout as it arrives, decoded as UTF-8 (a character is never
+   * split between calls). Every call is made before `run` settles. A callback that throws
+   * is not called again for the run, which still resolves; the error becomes a process warning.
+   */
+  onStdout?: (chunk: string) => void
+  /** Like `onStdout`, for stderr. */
+  onStderr?: (chunk: string) => void
 }
 
 /** What a run of one chunk produced. */
@@ -162,4 +176,8 @@ export interface WorkerRuntimeConfig {
   maxBuffer?: number
   /** Default `RunOptions.env`. */
   env?: Record<string, string | number | boolean | null | undefined>
+  /** Default `RunOptions.onStdout`. */
+  onStdout?: (chunk: string) => void
+  /** Default `RunOptions.onStderr`. */
+  onStderr?: (chunk: string) => void
 }

@@ -22,8 +22,9 @@ use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
 
-use binding::{errors, options, values, JsStorage};
-use error::{ArgProblem, Error};
+use binding::{errors, options, values, AbortHook, JsOutput, JsStorage};
+use cancel::CancelToken;
+use error::Error;
 use process::{Controls, Outcome};
 use runtime::{RunExtras, Runtime};
 use source::{FetchConfig, JobSource};
@@ -90,7 +91,11 @@ pub struct JsParsedCommand {
 pub struct WorkerRuntime {
     inner: Arc<Runtime>,
     defaults: Controls,
+    /// Default `onStdout` / `onStderr`, used by runs whose options give none.
+    default_hooks: [Option<FunctionRef<String, Unknown<'static>>>; 2],
 }
+
+const HOOK_NAMES: [&str; 2] = ["onStdout", "onStderr"];
 
 #[napi]
 impl WorkerRuntime {
@@ -109,7 +114,7 @@ impl WorkerRuntime {
     /// Run chunk `chunkId` of the job spec at `jobPath` (an http(s) URL, a `file://` URL, or a
     /// file path) and resolve with its result once the process has exited and its output is
     /// drained. A non-zero exit resolves; every failure to get that far rejects with an `Error`
-    /// whose `code` says what went wrong.
+    /// whose `code` says what went wrong. Bad arguments reject too, before anything runs.
     #[napi(
         catch_unwind,
         ts_args_type = "jobPath: string, chunkId: number, options?: RunOptions",
@@ -122,7 +127,10 @@ impl WorkerRuntime {
         chunk_id: Unknown,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
-        let request = self.request(&job_path, &chunk_id, options.as_ref());
+        let (request, hook) = match self.request(env, &job_path, &chunk_id, options.as_ref()) {
+            Ok((request, hook)) => (Ok(request), hook),
+            Err(e) => (Err(e), None),
+        };
         let inner = self.inner.clone();
         let work = async move {
             let (source, chunk_id, controls, extras) = request?;
@@ -131,13 +139,14 @@ impl WorkerRuntime {
             )
             .await
         };
-        env.spawn_future_with_callback(
-            async move { Ok(work.await) },
-            |env, outcome| match outcome {
+        env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, outcome| {
+            let aborted = matches!(outcome, Err(Error::Aborted));
+            let reason = hook.and_then(|hook| hook.detach(env, aborted));
+            match outcome {
                 Ok(outcome) => Ok(WorkerResult::from(outcome)),
-                Err(err) => Err(errors::to_napi(env, err, None)),
-            },
-        )
+                Err(err) => Err(errors::to_napi(env, err, reason)),
+            }
+        })
     }
 
     /// The absolute path of the workspace every command runs in.
@@ -155,30 +164,54 @@ impl WorkerRuntime {
         let dir = values::property(&obj, "workspaceDir")?;
         let dir = values::string(&dir, "config.workspaceDir")?;
         if dir.is_empty() || dir.contains('\0') {
-            return Err(Error::invalid_arg(
-        ArgProblem::Value,
-        "The property 'config.workspaceDir' must be a non-empty path without NUL bytes. Received ''",
-      ));
+            return Err(values::invalid_value(
+                "config.workspaceDir",
+                "must be a non-empty path without NUL bytes",
+                &values::property(&obj, "workspaceDir")?,
+            ));
         }
         // Resolved now, so that a later process.chdir() does not move the workspace.
         let workspace = current_dir()?.join(dir);
         let storage = JsStorage::from_js(&values::property(&obj, "storage")?)?;
         let defaults = options::controls(&obj, "config", &Controls::default())?;
+        let mut default_hooks = [None, None];
+        for (slot, name) in default_hooks.iter_mut().zip(HOOK_NAMES) {
+            let hook = values::property(&obj, name)?;
+            if values::is_absent(&hook) {
+                continue;
+            }
+            if !values::is_function(&hook) {
+                return Err(values::wrong_type(
+                    &format!("config.{name}"),
+                    "of type function",
+                    &hook,
+                ));
+            }
+            let hook: Function<String, Unknown<'static>> =
+                unsafe { hook.cast() }.map_err(|e| Error::Internal(e.to_string()))?;
+            *slot = Some(
+                hook.create_ref()
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            );
+        }
         let storage = storage.map(|s| Arc::new(s) as Arc<dyn runtime::AssetStore>);
         let inner = Runtime::new(workspace, storage, FetchConfig::default());
         Ok(WorkerRuntime {
             inner: Arc::new(inner),
             defaults,
+            default_hooks,
         })
     }
 
-    /// Check every argument on the JS thread, before anything runs.
+    /// Check every argument on the JS thread, before anything runs. The abort listener is
+    /// attached last, once nothing else can fail.
     fn request(
         &self,
+        env: &Env,
         job_path: &Unknown,
         chunk_id: &Unknown,
         options: Option<&Unknown>,
-    ) -> std::result::Result<Request, Error> {
+    ) -> std::result::Result<(Request, Option<AbortHook>), Error> {
         let path = values::string(job_path, "jobPath")?;
         if path.is_empty() {
             return Err(values::wrong_type(
@@ -199,14 +232,45 @@ impl WorkerRuntime {
         if id.fract() != 0.0 || !id.is_finite() || id.abs() > MAX_SAFE {
             return Err(values::out_of_range("chunkId", "a safe integer", chunk_id));
         }
-        let mut controls = self.defaults.clone();
-        let extras = RunExtras::default();
-        if let Some(options) = options.filter(|o| !values::is_absent(o)) {
-            let obj = values::object(options, "options")?;
-            controls = options::controls(&obj, "options", &self.defaults)?;
+        let options = match options.filter(|o| !values::is_absent(o)) {
+            Some(options) => Some(values::object(options, "options")?),
+            None => None,
+        };
+        let controls = match &options {
+            Some(obj) => options::controls(obj, "options", &self.defaults)?,
+            None => self.defaults.clone(),
+        };
+        let mut hooks = Vec::with_capacity(2);
+        for (default, name) in self.default_hooks.iter().zip(HOOK_NAMES) {
+            let given = match &options {
+                Some(obj) => values::property(obj, name)?,
+                None => ().into_unknown(env).map_err(|e| Error::Internal(e.to_string()))?,
+            };
+            let hook = match default {
+                Some(default) if values::is_absent(&given) => default
+                    .borrow_back(env)
+                    .map(|f| f.to_unknown())
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+                _ => given,
+            };
+            hooks.push(hook);
         }
+        let sink = JsOutput::from_js(env, &hooks[0], &hooks[1], "options")?;
         let source = JobSource::parse(&path, &current_dir()?)?;
-        Ok((source, id as i64, controls, extras))
+        let mut extras = RunExtras {
+            sink: sink.map(|s| Arc::new(s) as Arc<dyn process::OutputSink>),
+            cancel: None,
+        };
+        let mut hook = None;
+        if let Some(obj) = &options {
+            let signal = values::property(obj, "signal")?;
+            if !values::is_absent(&signal) {
+                let token = CancelToken::new();
+                hook = Some(AbortHook::attach(env, &signal, &token)?);
+                extras.cancel = Some(token);
+            }
+        }
+        Ok(((source, id as i64, controls, extras), hook))
     }
 }
 

@@ -71,6 +71,19 @@ pub struct RunOptions {
     /// Variables laid over the inherited environment. `null` removes an inherited variable.
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
     pub env: Option<String>,
+    /// Aborting it kills the run's process group (or stops the spec fetch or storage call in
+    /// progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
+    /// signal's reason).
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<String>,
+    /// Called with each piece of stdout as it arrives, decoded as UTF-8 (a character is never
+    /// split between calls). Every call is made before `run` settles. A callback that throws
+    /// is not called again for the run, which still resolves; the error becomes a process warning.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stdout: Option<String>,
+    /// Like `onStdout`, for stderr.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stderr: Option<String>,
 }
 
 /// Configuration of a `WorkerRuntime`, plus the default run controls.
@@ -94,4 +107,10 @@ pub struct WorkerRuntimeConfig {
     /// Default `RunOptions.env`.
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
     pub env: Option<String>,
+    /// Default `RunOptions.onStdout`.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stdout: Option<String>,
+    /// Default `RunOptions.onStderr`.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stderr: Option<String>,
 }
