@@ -188,13 +188,13 @@ impl Loader {
         }
         let limit = self.config.max_spec_bytes;
         if response.content_length().is_some_and(|len| len > limit) {
-            return Err(too_large(&url.to_string(), limit));
+            return Err(too_large(url.as_ref(), limit));
         }
         let mut body =
             Vec::with_capacity(response.content_length().unwrap_or(0).min(limit) as usize);
         while let Some(piece) = response.chunk().await.map_err(network)? {
             if body.len() as u64 + piece.len() as u64 > limit {
-                return Err(too_large(&url.to_string(), limit));
+                return Err(too_large(url.as_ref(), limit));
             }
             body.extend_from_slice(&piece);
         }

@@ -59,7 +59,7 @@ impl AbortHook {
         let mut once = Object::new(env).map_err(internal)?;
         once.set_named_property("once", true).map_err(internal)?;
         let listener = on_abort.to_unknown();
-        add.apply(&obj, FnArgs::from(("abort", listener, once)))
+        add.apply(obj, FnArgs::from(("abort", listener, once)))
             .map_err(internal)?;
         Ok(AbortHook {
             signal,
@@ -81,7 +81,7 @@ impl AbortHook {
                     if let Ok(remove) =
                         unsafe { remove.cast::<Function<FnArgs<(&str, Unknown)>, Unknown>>() }
                     {
-                        let _ = remove.apply(&signal, FnArgs::from(("abort", listener)));
+                        let _ = remove.apply(signal, FnArgs::from(("abort", listener)));
                     }
                 }
             }
