@@ -1,0 +1,88 @@
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** A fresh directory under the OS temp dir, removed by `cleanup()`. */
+export function tempDir(prefix = 'hwr-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  dirs.push(dir)
+  return dir
+}
+const dirs: string[] = []
+export function cleanup(): void {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+}
+
+/** A spec with one chunk per command, ids 0..n-1. */
+export function specOf(...commands: string[]): object {
+  return { id: 'job-test', chunks: commands.map((command, id) => ({ id, command })) }
+}
+
+/** Write `spec` (an object, or raw text) to `dir/name` and return the path. */
+export function writeSpec(dir: string, spec: object | string, name = 'job.json'): string {
+  const path = join(dir, name)
+  writeFileSync(path, typeof spec === 'string' ? spec : JSON.stringify(spec))
+  return path
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+/** An HTTP server on 127.0.0.1 with a route table; unknown paths answer 404. */
+export async function serve(routes: Record<string, Handler>): Promise<{ url: string; server: Server; hits: string[] }> {
+  const hits: string[] = []
+  const server = createServer((req, res) => {
+    hits.push(req.url ?? '')
+    const route = routes[req.url ?? '']
+    if (route) route(req, res)
+    else {
+      res.statusCode = 404
+      res.end('not found')
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  servers.push(server)
+  return { url: `http://127.0.0.1:${port}`, server, hits }
+}
+const servers: Server[] = []
+export async function closeServers(): Promise<void> {
+  await Promise.all(
+    servers.splice(0).map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          s.closeAllConnections()
+          s.close(() => resolve())
+        }),
+    ),
+  )
+}
+
+export const json =
+  (body: unknown, status = 200): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(typeof body === 'string' ? body : JSON.stringify(body))
+  }
+
+/** Whether a process exists (signal 0 probes without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Poll until `check()` holds or `ms` pass; returns the last value of `check()`. */
+export async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!check() && Date.now() < deadline) await sleep(20)
+  return check()
+}
+
+export { existsSync }
