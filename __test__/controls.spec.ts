@@ -1,0 +1,253 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { WorkerRuntime, type RunOptions } from '../index.js'
+import { cleanup, closeServers, eventually, existsSync, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
+
+afterAll(async () => {
+  await closeServers()
+  cleanup()
+})
+
+const node = JSON.stringify(process.execPath)
+
+function setup(...commands: string[]) {
+  const dir = tempDir()
+  const path = writeSpec(dir, specOf(...commands))
+  return { dir, path, runtime: new WorkerRuntime({ workspaceDir: dir }) }
+}
+
+/** A shell script that ignores SIGTERM, starts a grandchild that writes `marker` after a
+ * delay, and then waits forever: only a kill of the whole group stops the marker. */
+function stubbornTree(dir: string, delay = 2) {
+  const marker = join(dir, 'grandchild-marker')
+  const script = join(dir, 'stubborn.sh')
+  writeFileSync(script, `trap '' TERM\n(sleep ${delay}; touch '${marker}') &\nwhile true; do sleep 1; done\n`)
+  return { marker, command: `sh ${script}` }
+}
+
+describe('timeout', () => {
+  it('kills a child that ignores SIGTERM and its grandchild, escalating to SIGKILL', async () => {
+    const dir = tempDir()
+    const { marker, command } = stubbornTree(dir)
+    const path = writeSpec(dir, specOf(command))
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const result = await runtime.run(path, 0, { timeout: 200, killGracePeriod: 200 })
+    expect(result).toMatchObject({ timedOut: true, exitCode: -1, signal: 'SIGKILL' })
+    await sleep(2500)
+    expect(existsSync(marker)).toBe(false)
+  })
+
+  it('reports the kill signal when the child obeys it', async () => {
+    const { path, runtime } = setup('sleep 30')
+    const result = await runtime.run(path, 0, { timeout: 100 })
+    expect(result).toMatchObject({ timedOut: true, exitCode: -1, signal: 'SIGTERM' })
+  })
+
+  it('uses killSignal and the runtime defaults', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('sleep 30'))
+    const runtime = new WorkerRuntime({ workspaceDir: dir, timeout: 100, killSignal: 'SIGINT' })
+    expect(await runtime.run(path, 0)).toMatchObject({ timedOut: true, signal: 'SIGINT' })
+    // A per-run option overrides the default; timeout 0 means none.
+    const quick = writeSpec(dir, specOf('sleep 0.3'), 'quick.json')
+    const result = await runtime.run(quick, 0, { timeout: 0 })
+    expect(result.exitCode).toBe(0)
+    expect('timedOut' in result).toBe(false)
+  })
+})
+
+describe('abort', () => {
+  it('rejects at once for a signal aborted before the call, and runs nothing', async () => {
+    const dir = tempDir()
+    const marker = join(dir, 'ran')
+    const path = writeSpec(dir, specOf(`touch ${marker}`))
+    const reason = new Error('cancelled by the orchestrator')
+    const err = await new WorkerRuntime({ workspaceDir: dir })
+      .run(path, 0, { signal: AbortSignal.abort(reason) })
+      .catch((e) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect(err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'The operation was aborted' })
+    expect(err.cause).toBe(reason)
+    expect(existsSync(marker)).toBe(false)
+  })
+
+  it('kills the process group when aborted during the run', async () => {
+    const dir = tempDir()
+    const { marker, command } = stubbornTree(dir, 1)
+    const path = writeSpec(dir, specOf(command))
+    const controller = new AbortController()
+    const running = new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { signal: controller.signal })
+    await sleep(200)
+    controller.abort()
+    const err = await running.catch((e) => e)
+    expect(err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'The operation was aborted' })
+    expect(err.cause).toBe(controller.signal.reason)
+    await sleep(1500)
+    expect(existsSync(marker)).toBe(false)
+  })
+
+  it('cancels a spec fetch from a server that never answers', async () => {
+    const { url } = await serve({ '/hang.json': () => {} })
+    const dir = tempDir()
+    const controller = new AbortController()
+    const running = new WorkerRuntime({ workspaceDir: dir }).run(`${url}/hang.json`, 0, { signal: controller.signal })
+    await sleep(100)
+    controller.abort()
+    await expect(running).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
+  })
+
+  it('removes its listener when the run settles', async () => {
+    const { path, runtime } = setup('true')
+    const controller = new AbortController()
+    let added = 0
+    let removed = 0
+    const signal = controller.signal
+    const add = signal.addEventListener.bind(signal)
+    const remove = signal.removeEventListener.bind(signal)
+    signal.addEventListener = ((...args: Parameters<typeof add>) => (added++, add(...args))) as typeof add
+    signal.removeEventListener = ((...args: Parameters<typeof remove>) => (removed++, remove(...args))) as typeof remove
+    for (let i = 0; i < 20; i++) await runtime.run(path, 0, { signal })
+    expect(added).toBe(20)
+    expect(removed).toBe(20)
+  })
+})
+
+describe('draining', () => {
+  it('does not hang on a grandchild that holds the pipe open', async () => {
+    const { path, runtime } = setup(`sh -c "sleep 30 & echo started"`)
+    const started = Date.now()
+    const result = await runtime.run(path, 0)
+    expect(result).toMatchObject({ exitCode: 0, stdout: 'started\n' })
+    // Generous bound: the point is that it does not wait 30 s.
+    expect(Date.now() - started).toBeLessThan(15_000)
+  })
+
+  it('keeps output a helper writes just after the main process exits', async () => {
+    const { path, runtime } = setup(`sh -c "(sleep 0.2; echo late) & echo early"`)
+    expect((await runtime.run(path, 0)).stdout).toBe('early\nlate\n')
+  })
+})
+
+describe('maxBuffer', () => {
+  it('keeps exactly the most recent bytes of 100,000 lines', async () => {
+    const { path, runtime } = setup('seq 1 100000')
+    const result = await runtime.run(path, 0, { maxBuffer: 1024 })
+    let full = ''
+    for (let i = 1; i <= 100000; i++) full += `${i}\n`
+    expect(result.stdout).toBe(full.slice(-1024))
+    expect(result.stdoutTruncated).toBe(true)
+    expect('stderrTruncated' in result).toBe(false)
+  })
+
+  it('never kills a talkative process', async () => {
+    const { path, runtime } = setup(`sh -c "seq 1 200000; echo end >&2"`)
+    const result = await runtime.run(path, 0, { maxBuffer: 10 })
+    expect(result).toMatchObject({ exitCode: 0, stderr: 'end\n', stdout: '199999\n200000\n'.slice(-10) })
+  })
+})
+
+describe('streaming callbacks', () => {
+  it('delivers every piece before the run resolves; joined they equal the result', async () => {
+    const { path, runtime } = setup(`sh -c "for i in $(seq 1 2000); do echo out-$i; echo err-$i >&2; done"`)
+    const out: string[] = []
+    const err: string[] = []
+    const result = await runtime.run(path, 0, { onStdout: (s) => out.push(s), onStderr: (s) => err.push(s) })
+    expect(out.join('')).toBe(result.stdout)
+    expect(err.join('')).toBe(result.stderr)
+    expect(result.stdout.split('\n')).toHaveLength(2001)
+  })
+
+  it('never splits a character between pieces', async () => {
+    const dir = tempDir()
+    const script = join(dir, 'emit.js')
+    writeFileSync(
+      script,
+      `const fs = require('fs'); const b = Buffer.from('€😀'.repeat(50000));
+       for (let i = 0; i < b.length; i += 4093) fs.writeSync(1, b.subarray(i, i + 4093));`,
+    )
+    const path = writeSpec(dir, specOf(`${node} ${script}`))
+    const pieces: string[] = []
+    await new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { onStdout: (s) => pieces.push(s) })
+    expect(pieces.join('')).toBe('€😀'.repeat(50000))
+    for (const piece of pieces) expect(piece).not.toContain('\uFFFD')
+  })
+
+  it('survives a throwing callback and still resolves with the full result', async () => {
+    const { path, runtime } = setup(`sh -c "echo one; echo two"`)
+    const warnings: Error[] = []
+    const onWarning = (w: Error) => warnings.push(w)
+    process.on('warning', onWarning)
+    let calls = 0
+    const result = await runtime.run(path, 0, {
+      onStdout: () => {
+        calls++
+        throw new Error('log sink is down')
+      },
+    })
+    await sleep(10)
+    process.off('warning', onWarning)
+    expect(result).toMatchObject({ exitCode: 0, stdout: 'one\ntwo\n' })
+    expect(calls).toBe(1)
+    expect(warnings.map((w) => w.message).join()).toContain('log sink is down')
+  })
+})
+
+describe('env and resource use', () => {
+  it('lays env over the inherited environment', async () => {
+    process.env.HWR_INHERITED = 'inherited'
+    const { path, runtime } = setup(`sh -c "echo $HWR_INHERITED:$HWR_ADDED:\${HOME+home}"`)
+    const result = await runtime.run(path, 0, { env: { HWR_ADDED: 'added', HOME: null } })
+    expect(result.stdout).toBe('inherited:added:\n')
+    delete process.env.HWR_INHERITED
+  })
+
+  it('reports peak RSS and CPU time of a child that allocates 200 MB', async () => {
+    const { path, runtime } = setup(`${node} -e "const b = Buffer.alloc(200 * 1024 * 1024, 1); console.log(b[5])"`)
+    const result = await runtime.run(path, 0)
+    expect(result.stdout).toBe('1\n')
+    expect(result.maxRssBytes).toBeGreaterThanOrEqual(200 * 1024 * 1024)
+    expect(result.cpuUserMs! + result.cpuSystemMs!).toBeGreaterThan(0)
+  })
+})
+
+describe('validating options before anything runs', () => {
+  const { path, runtime, dir } = setup(`touch ran`)
+  it.each<[RunOptions | number, string, RegExp]>([
+    [{ timeout: -1 }, 'ERR_OUT_OF_RANGE', /"options\.timeout"/],
+    [{ timeout: Number.NaN }, 'ERR_OUT_OF_RANGE', /"options\.timeout"/],
+    [{ timeout: '10' as unknown as number }, 'ERR_INVALID_ARG_TYPE', /"options\.timeout" property must be of type number/],
+    [{ killSignal: 'SIGNOPE' }, 'ERR_INVALID_ARG_VALUE', /killSignal.*SIGNOPE/],
+    [{ killSignal: true as unknown as string }, 'ERR_INVALID_ARG_TYPE', /killSignal/],
+    [{ killGracePeriod: -5 }, 'ERR_OUT_OF_RANGE', /killGracePeriod/],
+    [{ maxBuffer: -1 }, 'ERR_OUT_OF_RANGE', /maxBuffer/],
+    [{ onStdout: 'log' as unknown as () => void }, 'ERR_INVALID_ARG_TYPE', /"options\.onStdout" property must be of type function/],
+    [{ onStderr: {} as unknown as () => void }, 'ERR_INVALID_ARG_TYPE', /onStderr/],
+    [{ signal: {} as AbortSignal }, 'ERR_INVALID_ARG_TYPE', /instance of AbortSignal/],
+    [{ env: 'A=1' as unknown as Record<string, string> }, 'ERR_INVALID_ARG_TYPE', /"options\.env"/],
+    [{ env: { A: {} } as unknown as Record<string, string> }, 'ERR_INVALID_ARG_TYPE', /"options\.env\.A"/],
+    [5, 'ERR_INVALID_ARG_TYPE', /"options" argument must be of type object/],
+  ])('refuses %j with %s', async (options, code, message) => {
+    const err = await runtime.run(path, 0, options as RunOptions).catch((e) => e)
+    expect(err).toBeInstanceOf(TypeError)
+    expect(err.code).toBe(code)
+    expect(err.message).toMatch(message)
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
+  it('refuses bad defaults at construction', () => {
+    expect(() => new WorkerRuntime({ workspaceDir: dir, timeout: -1 })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"config.timeout"') }),
+    )
+    expect(() => new WorkerRuntime({ workspaceDir: dir, killSignal: 'SIGNOPE' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
+    )
+  })
+
+  it('accepts null for every option, as absent', async () => {
+    const options = { timeout: null, killSignal: null, maxBuffer: null, env: null, signal: null, onStdout: null }
+    await expect(runtime.run(path, 0, options as unknown as RunOptions)).resolves.toMatchObject({ exitCode: 0 })
+    expect(await eventually(() => existsSync(join(dir, 'ran')))).toBe(true)
+  })
+})

@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { cleanup, eventually, existsSync, sleep, specOf, tempDir, writeSpec } from './helpers'
+
+afterAll(cleanup)
+
+/** Running, as opposed to gone or a zombie waiting for whoever inherited it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return false
+  }
+}
+
+const addon = resolve(__dirname, '..', 'index.js')
+
+describe.skipIf(process.platform !== 'linux')('no process outlives the Node process that started it', () => {
+  it.each([
+    ['killed with SIGKILL', `setTimeout(() => {}, 60000)`, 'SIGKILL'],
+    ['ending with process.exit()', `process.exit(0)`, null],
+  ])('when Node is %s mid-run, neither the child nor the grandchild survives', async (_, onReady, killWith) => {
+    const dir = tempDir()
+    const marker = join(dir, 'grandchild-marker')
+    writeFileSync(
+      join(dir, 'tree.sh'),
+      [
+        `echo $$ > child.pid`,
+        `(trap '' TERM HUP INT; sleep 2; touch '${marker}') &`,
+        `echo $! > grandchild.pid`,
+        `echo ready`,
+        `sleep 60`,
+      ].join('\n'),
+    )
+    const spec = writeSpec(dir, specOf('sh tree.sh'))
+    const driver = join(dir, 'driver.js')
+    writeFileSync(
+      driver,
+      `const { WorkerRuntime } = require(${JSON.stringify(addon)});
+       new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} }).run(${JSON.stringify(spec)}, 0, {
+         onStdout: (s) => { if (s.includes('ready')) { process.stdout.write('ready\\n'); ${onReady} } },
+       });`,
+    )
+    const node = spawn(process.execPath, [driver], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolveReady, reject) => {
+      node.stdout.on('data', (d) => String(d).includes('ready') && resolveReady())
+      node.on('exit', (code) => killWith && reject(new Error(`driver exited early (${code})`)))
+    })
+    const child = Number(readFileSync(join(dir, 'child.pid'), 'utf8'))
+    const grandchild = Number(readFileSync(join(dir, 'grandchild.pid'), 'utf8'))
+    expect(running(child) || !killWith).toBe(true)
+    if (killWith) node.kill(killWith as NodeJS.Signals)
+    expect(await eventually(() => !running(child) && !running(grandchild), 5000)).toBe(true)
+    await sleep(2500)
+    expect(existsSync(marker)).toBe(false)
+  })
+})
