@@ -42,6 +42,34 @@ export interface ArtifactStorage {
   downloadAssetBundle: (jobId: string, remoteUrl: string, targetDir: string) => Promise<void>
 }
 
+/** How job specs are fetched over HTTP(S), and how large a spec may be. */
+export interface FetchOptions {
+  /**
+   * Retries after a transient failure: connection refused or reset, a timeout, HTTP 408,
+   * 429, 500, 502, 503 or 504. Other 4xx answers are never retried. Default 3.
+   */
+  retries?: number
+  /** The first backoff in ms; each later one doubles, with full jitter. Default 200. */
+  retryBaseMs?: number
+  /** The longest backoff, and the longest `Retry-After` (429/503) honoured, in ms. Default 5000. */
+  retryMaxMs?: number
+  /** How long one connection attempt may take, in ms. Default 10000; 0 means no limit. */
+  connectTimeoutMs?: number
+  /** How long one attempt may take, body included, in ms. Default 60000; 0 means no limit. */
+  timeoutMs?: number
+  /** How long the body may stall between two pieces, in ms. Default 30000; 0 means no limit. */
+  idleTimeoutMs?: number
+  /**
+   * The largest spec accepted, in bytes, from the network (after decompression) or from a
+   * file; enforced while reading. Default 64 MiB.
+   */
+  maxSpecBytes?: number
+  /** Extra request headers, e.g. `{ Authorization: 'Bearer …' }` for a private orchestrator. */
+  headers?: Record<string, string>
+  /** Extra CA certificates (PEM) trusted on top of the system's, for private clusters. */
+  caCertificates?: string | string[]
+}
+
 /** What the render is: frame count, rate and size. */
 export interface JobMetadata {
   totalFrames: number
@@ -166,6 +194,8 @@ export interface WorkerRuntimeConfig {
   workspaceDir: string
   /** The storage adapter that downloads a job's `assetsUrl` bundle. */
   storage?: ArtifactStorage
+  /** How specs are fetched: retries, timeouts, size limit, headers, CA certificates. */
+  fetch?: FetchOptions
   /** Default `RunOptions.timeout`. */
   timeout?: number
   /** Default `RunOptions.killSignal`. */

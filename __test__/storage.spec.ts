@@ -81,6 +81,17 @@ describe('the storage bridge', () => {
     expect(called).toBe(1)
   })
 
+  it('stops waiting for a storage call that never settles when the run is aborted', async () => {
+    const { workspace, path } = jobWithAssets('s3://bucket/assets.zip', 'touch ran')
+    const storage = { downloadAssetBundle: () => new Promise<void>(() => {}) }
+    const controller = new AbortController()
+    const running = new WorkerRuntime({ workspaceDir: workspace, storage }).run(path, 0, { signal: controller.signal })
+    await sleep(50)
+    controller.abort()
+    await expect(running).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
+    expect(existsSync(join(workspace, 'ran'))).toBe(false)
+  })
+
   it('refuses a job with assets when no storage is configured, with the exact message', async () => {
     const { workspace, path } = jobWithAssets('s3://bucket/assets.zip', 'touch ran')
     const err = await new WorkerRuntime({ workspaceDir: workspace }).run(path, 0).catch((e) => e)

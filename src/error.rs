@@ -43,15 +43,21 @@ pub enum Error {
     )]
     UnsupportedScheme { scheme: String, input: String },
 
-    #[error("Failed to fetch job spec: {reason} (HTTP {status} from {url})")]
+    /// `attempts` is empty after one attempt, else `, after N attempts: <each failure>`.
+    #[error("Failed to fetch job spec: {reason} (HTTP {status} from {url}{attempts})")]
     HttpStatus {
         status: u16,
         reason: String,
         url: String,
+        attempts: String,
     },
 
-    #[error("Failed to fetch job spec from {url}: {cause}")]
-    Network { url: String, cause: String },
+    #[error("Failed to fetch job spec from {url}: {cause}{attempts}")]
+    Network {
+        url: String,
+        cause: String,
+        attempts: String,
+    },
 
     /// A file-system error, worded the way Node's `fs` words it.
     #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(code))]
@@ -288,6 +294,7 @@ mod tests {
             status: 404,
             reason: "Not Found".into(),
             url: "http://127.0.0.1/x".into(),
+            attempts: String::new(),
         };
         assert!(http
             .to_string()

@@ -7,6 +7,7 @@
 pub mod cancel;
 pub mod command;
 pub mod error;
+pub mod fetch;
 pub mod orphans;
 pub mod process;
 pub mod runtime;
@@ -27,7 +28,7 @@ use cancel::CancelToken;
 use error::Error;
 use process::{Controls, Outcome};
 use runtime::{RunExtras, Runtime};
-use source::{FetchConfig, JobSource};
+use source::JobSource;
 
 /// What a run of one chunk produced.
 #[napi(object, object_from_js = false)]
@@ -195,7 +196,7 @@ impl WorkerRuntime {
             );
         }
         let storage = storage.map(|s| Arc::new(s) as Arc<dyn runtime::AssetStore>);
-        let inner = Runtime::new(workspace, storage, FetchConfig::default());
+        let inner = Runtime::new(workspace, storage, options::fetch(&obj)?);
         Ok(WorkerRuntime {
             inner: Arc::new(inner),
             defaults,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::cancel::{cancelled, CancelToken};
 use crate::command::parse_command;
 use crate::error::{Error, ExternalError};
+use crate::fetch::FetchConfig;
 use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
-use crate::source::{FetchConfig, JobSource, Loader};
+use crate::source::{JobSource, Loader};
 use crate::spec;
 
 /// Downloads a job's asset bundle into the workspace (the user's `ArtifactStorage`).

@@ -2,12 +2,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use reqwest::Url;
 
 use crate::error::Error;
+use crate::fetch::{FetchConfig, HttpFetcher};
 
 /// A parsed `jobPath`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,111 +97,33 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// How specs are fetched. One per runtime: its HTTP client keeps connections alive across runs.
-#[derive(Debug, Clone)]
-pub struct FetchConfig {
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub max_spec_bytes: u64,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        FetchConfig {
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            max_spec_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
 /// Loads spec bytes from a [`JobSource`].
 pub struct Loader {
-    /// Built on first use: loading the TLS roots takes tens of milliseconds, which a runtime
-    /// that only ever reads files should not pay at construction.
-    client: OnceLock<Result<reqwest::Client, String>>,
-    config: FetchConfig,
+    http: HttpFetcher,
 }
 
 impl Loader {
     pub fn new(config: FetchConfig) -> Self {
         Loader {
-            client: OnceLock::new(),
-            config,
+            http: HttpFetcher::new(config),
         }
-    }
-
-    fn client(&self) -> Result<&reqwest::Client, Error> {
-        let config = &self.config;
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(config.connect_timeout)
-                    .timeout(config.timeout)
-                    .redirect(reqwest::redirect::Policy::limited(10))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
     }
 
     pub async fn load(&self, source: &JobSource) -> Result<Vec<u8>, Error> {
         match source {
-            JobSource::Http(url) => self.fetch(url).await,
+            JobSource::Http(url) => self.http.fetch(url).await,
             JobSource::File { path, shown } => {
-                let (path, shown, limit) =
-                    (path.clone(), shown.clone(), self.config.max_spec_bytes);
+                let limit = self.http.config().max_spec_bytes;
+                let (path, shown) = (path.clone(), shown.clone());
                 tokio::task::spawn_blocking(move || read_file(&path, &shown, limit))
                     .await
                     .map_err(|e| Error::Internal(format!("file read task failed: {e}")))?
             }
         }
     }
-
-    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, Error> {
-        let network = |e: reqwest::Error| Error::Network {
-            url: url.to_string(),
-            cause: describe_reqwest_error(&e),
-        };
-        let mut response = self
-            .client()?
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(network)?;
-        let status = response.status();
-        if !status.is_success() {
-            let reason = response
-                .extensions()
-                .get::<hyper::ext::ReasonPhrase>()
-                .and_then(|r| std::str::from_utf8(r.as_bytes()).ok().map(str::to_owned))
-                .or_else(|| status.canonical_reason().map(str::to_owned))
-                .unwrap_or_default();
-            return Err(Error::HttpStatus {
-                status: status.as_u16(),
-                reason,
-                url: url.to_string(),
-            });
-        }
-        let limit = self.config.max_spec_bytes;
-        if response.content_length().is_some_and(|len| len > limit) {
-            return Err(too_large(url.as_ref(), limit));
-        }
-        let mut body =
-            Vec::with_capacity(response.content_length().unwrap_or(0).min(limit) as usize);
-        while let Some(piece) = response.chunk().await.map_err(network)? {
-            if body.len() as u64 + piece.len() as u64 > limit {
-                return Err(too_large(url.as_ref(), limit));
-            }
-            body.extend_from_slice(&piece);
-        }
-        Ok(body)
-    }
 }
 
-fn too_large(source: &str, limit: u64) -> Error {
+pub(crate) fn too_large(source: &str, limit: u64) -> Error {
     Error::InvalidSpec(format!(
         "{source} is larger than maxSpecBytes ({limit} bytes); raise fetch.maxSpecBytes if the spec is really that big"
     ))
@@ -225,56 +146,6 @@ fn read_file(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
         return Err(too_large(shown, limit));
     }
     Ok(bytes)
-}
-
-/// The cause of a failed request in a few words, then the lowest-level detail.
-pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut chain = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        chain.push(s.to_string());
-        source = s.source();
-    }
-    let io_kind = {
-        let mut source = std::error::Error::source(e);
-        let mut kind = None;
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-            }
-            source = s.source();
-        }
-        kind
-    };
-    let detail = chain.last().cloned().unwrap_or_else(|| e.to_string());
-    let lower = chain.join(": ").to_ascii_lowercase();
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
-        "connection refused"
-    } else if io_kind == Some(std::io::ErrorKind::ConnectionReset)
-        || lower.contains("connection reset")
-    {
-        "connection reset"
-    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        "DNS lookup failed"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        "TLS error"
-    } else if e.is_body() || e.is_decode() {
-        "the response body could not be read"
-    } else if e.is_redirect() {
-        "too many redirects"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    if detail.eq_ignore_ascii_case(what) {
-        what.to_owned()
-    } else {
-        format!("{what} ({detail})")
-    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,33 @@ pub struct RunOptions {
     pub on_stderr: Option<String>,
 }
 
+/// How job specs are fetched over HTTP(S), and how large a spec may be.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct FetchOptions {
+    /// Retries after a transient failure: connection refused or reset, a timeout, HTTP 408,
+    /// 429, 500, 502, 503 or 504. Other 4xx answers are never retried. Default 3.
+    pub retries: Option<f64>,
+    /// The first backoff in ms; each later one doubles, with full jitter. Default 200.
+    pub retry_base_ms: Option<f64>,
+    /// The longest backoff, and the longest `Retry-After` (429/503) honoured, in ms. Default 5000.
+    pub retry_max_ms: Option<f64>,
+    /// How long one connection attempt may take, in ms. Default 10000; 0 means no limit.
+    pub connect_timeout_ms: Option<f64>,
+    /// How long one attempt may take, body included, in ms. Default 60000; 0 means no limit.
+    pub timeout_ms: Option<f64>,
+    /// How long the body may stall between two pieces, in ms. Default 30000; 0 means no limit.
+    pub idle_timeout_ms: Option<f64>,
+    /// The largest spec accepted, in bytes, from the network (after decompression) or from a
+    /// file; enforced while reading. Default 64 MiB.
+    pub max_spec_bytes: Option<f64>,
+    /// Extra request headers, e.g. `{ Authorization: 'Bearer …' }` for a private orchestrator.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<String>,
+    /// Extra CA certificates (PEM) trusted on top of the system's, for private clusters.
+    #[napi(ts_type = "string | string[]")]
+    pub ca_certificates: Option<String>,
+}
+
 /// Configuration of a `WorkerRuntime`, plus the default run controls.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct WorkerRuntimeConfig {
@@ -95,6 +122,9 @@ pub struct WorkerRuntimeConfig {
     /// The storage adapter that downloads a job's `assetsUrl` bundle.
     #[napi(ts_type = "ArtifactStorage")]
     pub storage: Option<String>,
+    /// How specs are fetched: retries, timeouts, size limit, headers, CA certificates.
+    #[napi(ts_type = "FetchOptions")]
+    pub fetch: Option<String>,
     /// Default `RunOptions.timeout`.
     pub timeout: Option<f64>,
     /// Default `RunOptions.killSignal`.

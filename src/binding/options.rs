@@ -8,7 +8,8 @@ use napi::bindgen_prelude::*;
 use napi::{JsValue, ValueType};
 
 use super::values;
-use crate::error::Error;
+use crate::error::{ArgProblem, Error};
+use crate::fetch::FetchConfig;
 use crate::process::{Controls, Signal};
 
 /// Lay the controls found in `obj` (named `prefix` in messages) over `base`.
@@ -90,7 +91,7 @@ fn environment(
         let entry = format!("{name}.{key}");
         if key.is_empty() || key.contains(['=', '\0']) {
             return Err(Error::invalid_arg(
-                crate::error::ArgProblem::Value,
+                ArgProblem::Value,
                 format!("The property '{entry}' is not a valid environment variable name"),
             ));
         }
@@ -118,4 +119,107 @@ fn environment(
         vars.push((OsString::from(key), v));
     }
     Ok(vars)
+}
+
+/// `config.fetch`: how specs are fetched over HTTP and how large they may be.
+pub fn fetch(config: &Object) -> std::result::Result<FetchConfig, Error> {
+    let mut fetch = FetchConfig::default();
+    let value = values::property(config, "fetch")?;
+    if values::is_absent(&value) {
+        return Ok(fetch);
+    }
+    let obj = values::object(&value, "config.fetch")?;
+    let name = |key: &str| format!("config.fetch.{key}");
+    // 0 means "no limit" for a timeout, as it does for `timeout` in child_process.
+    let millis = |ms: f64| {
+        if ms == 0.0 || ms.is_infinite() {
+            Duration::from_secs(u64::from(u32::MAX))
+        } else {
+            Duration::from_secs_f64(ms / 1000.0)
+        }
+    };
+    let retries = values::property(&obj, "retries")?;
+    if !values::is_absent(&retries) {
+        let n = values::non_negative(&retries, &name("retries"), false)?;
+        if n.fract() != 0.0 || n > 100.0 {
+            return Err(values::out_of_range(
+                &name("retries"),
+                "an integer from 0 to 100",
+                &retries,
+            ));
+        }
+        fetch.retries = n as u32;
+    }
+    for (key, slot, zero_is_none) in [
+        ("retryBaseMs", &mut fetch.retry_base, false),
+        ("retryMaxMs", &mut fetch.retry_max, false),
+        ("connectTimeoutMs", &mut fetch.connect_timeout, true),
+        ("timeoutMs", &mut fetch.timeout, true),
+        ("idleTimeoutMs", &mut fetch.idle_timeout, true),
+    ] {
+        let value = values::property(&obj, key)?;
+        if !values::is_absent(&value) {
+            let ms = values::non_negative(&value, &name(key), zero_is_none)?;
+            *slot = if zero_is_none {
+                millis(ms)
+            } else {
+                Duration::from_secs_f64(ms / 1000.0)
+            };
+        }
+    }
+    let max = values::property(&obj, "maxSpecBytes")?;
+    if !values::is_absent(&max) {
+        let bytes = values::non_negative(&max, &name("maxSpecBytes"), true)?;
+        fetch.max_spec_bytes = if bytes.is_finite() {
+            bytes as u64
+        } else {
+            u64::MAX
+        };
+    }
+    let headers = values::property(&obj, "headers")?;
+    if !values::is_absent(&headers) {
+        for (key, value) in string_entries(&headers, &name("headers"))? {
+            let entry = format!("{}.{key}", name("headers"));
+            fetch.add_header(&key, &value).map_err(|why| {
+                Error::invalid_arg(ArgProblem::Value, format!("The property '{entry}' {why}"))
+            })?;
+        }
+    }
+    let cas = values::property(&obj, "caCertificates")?;
+    if !values::is_absent(&cas) {
+        let list: Vec<Unknown> = if cas.is_array().unwrap_or(false) {
+            unsafe { cas.cast::<Vec<Unknown>>() }.map_err(|e| Error::Internal(e.to_string()))?
+        } else {
+            vec![cas]
+        };
+        for (i, pem) in list.iter().enumerate() {
+            let entry = format!("{}[{i}]", name("caCertificates"));
+            let text = values::string(pem, &entry)?;
+            fetch.add_ca_pem(&text).map_err(|why| {
+                Error::invalid_arg(
+                    ArgProblem::Value,
+                    format!("The property '{entry}' is not a PEM certificate: {why}"),
+                )
+            })?;
+        }
+    }
+    Ok(fetch)
+}
+
+/// The own enumerable string-valued entries of an object.
+fn string_entries(
+    value: &Unknown,
+    name: &str,
+) -> std::result::Result<Vec<(String, String)>, Error> {
+    let obj = values::object(value, name)?;
+    let keys = obj
+        .get_property_names()
+        .and_then(|keys| unsafe { keys.to_unknown().cast::<Vec<String>>() })
+        .map_err(|e| Error::Internal(format!("cannot list the keys of {name}: {e}")))?;
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        let v = values::property(&obj, &key)?;
+        entries.push((key.clone(), values::string(&v, &format!("{name}.{key}"))?));
+    }
+    Ok(entries)
 }

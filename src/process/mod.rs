@@ -165,15 +165,20 @@ struct GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
-            unix::kill_group(self.pid, Signal::KILL);
             let pid = self.pid;
             // The leader dies at once from SIGKILL; reap it off this thread all the same.
-            std::thread::spawn(move || {
-                let _ = unix::reap(pid);
-                crate::orphans::unwatch(pid);
-            });
+            std::thread::spawn(move || release(pid));
         }
     }
+}
+
+/// End what is left of the group, forget it, then reap its leader. Until the reap the leader
+/// is at least a zombie, so its pid (the group id) cannot have been reused by an unrelated
+/// process when the group is killed or when the watcher is told to forget it.
+fn release(pid: i32) -> std::io::Result<(ExitStatus, Usage)> {
+    unix::kill_group(pid, Signal::KILL);
+    crate::orphans::unwatch(pid);
+    unix::reap(pid)
 }
 
 /// Run `cmd` to completion. Errors are for what prevented the run (spawn failure,
@@ -237,8 +242,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                     exit.exited().await;
                 }
                 guard.armed = false;
-                let _ = tokio::task::spawn_blocking(move || unix::reap(pid)).await;
-                crate::orphans::unwatch(pid);
+                let _ = release(pid);
                 return Err(Error::Aborted);
             }
             read = read_some(&mut out.pipe, &mut out_buf) => match read {
@@ -281,11 +285,9 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     }
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
-    // Nothing of the group outlives the run. The leader is still an unreaped zombie, so
-    // its pid (the group id) cannot have been reused by an unrelated process.
-    unix::kill_group(pid, Signal::KILL);
+    // Nothing of the group outlives the run.
     guard.armed = false;
-    let (status, usage) = match unix::reap(pid) {
+    let (status, usage) = match release(pid) {
         Ok((status, usage)) => (status, Some(usage)),
         Err(e) => {
             return Err(Error::Internal(format!(
@@ -294,7 +296,6 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
             )))
         }
     };
-    crate::orphans::unwatch(pid);
 
     if let Some(sink) = cmd.sink {
         sink.flush().await.map_err(Error::Callback)?;
