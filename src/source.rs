@@ -97,6 +97,9 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
+/// Files up to this size are read on the async worker itself.
+const INLINE_READ_BYTES: u64 = 1024 * 1024;
+
 /// Loads spec bytes from a [`JobSource`].
 pub struct Loader {
     http: HttpFetcher,
@@ -114,8 +117,14 @@ impl Loader {
             JobSource::Http(url) => self.http.fetch(url).await,
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
-                let (path, shown) = (path.clone(), shown.clone());
-                tokio::task::spawn_blocking(move || read_file(&path, &shown, limit))
+                // Opening and reading a small file costs less than handing it to another
+                // thread; a large one is read on the blocking pool.
+                let (file, len) = open_file(path, shown, limit)?;
+                if len <= INLINE_READ_BYTES {
+                    return read_to_end(file, len, shown, limit);
+                }
+                let shown = shown.clone();
+                tokio::task::spawn_blocking(move || read_to_end(file, len, &shown, limit))
                     .await
                     .map_err(|e| Error::Internal(format!("file read task failed: {e}")))?
             }
@@ -129,15 +138,21 @@ pub(crate) fn too_large(source: &str, limit: u64) -> Error {
     ))
 }
 
-fn read_file(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+/// Open a spec file; its size when it is a regular file (0 otherwise: read until the end).
+fn open_file(path: &Path, shown: &str, limit: u64) -> Result<(std::fs::File, u64), Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(&e, "open", shown))?;
-    let mut bytes = Vec::new();
-    if let Ok(meta) = file.metadata() {
-        if meta.is_file() && meta.len() > limit {
-            return Err(too_large(shown, limit));
-        }
-        bytes.reserve(meta.len().min(limit) as usize);
+    let len = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => 0,
+    };
+    if len > limit {
+        return Err(too_large(shown, limit));
     }
+    Ok((file, len))
+}
+
+fn read_to_end(file: std::fs::File, len: u64, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(len as usize);
     // One byte past the limit tells a file that grew while being read from one that fits.
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -146,6 +161,12 @@ fn read_file(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
         return Err(too_large(shown, limit));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+fn read_file(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    let (file, len) = open_file(path, shown, limit)?;
+    read_to_end(file, len, shown, limit)
 }
 
 #[cfg(test)]
