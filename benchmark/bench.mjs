@@ -1,0 +1,240 @@
+// The native WorkerRuntime against the plain-Node way of doing the same job
+// (benchmark/plain-runtime.mjs), in the same process run, interleaved, several rounds,
+// medians, reported as ratios (plain-Node time / native time). Results are checked to be the
+// same before anything is timed.
+//
+//   npm run bench              all cases, full size (a few minutes)
+//   npm run bench -- --quick   a short version
+//   node benchmark/bench.mjs --no-build   skip the release build (it must already exist)
+import assert from 'node:assert/strict'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const quick = process.argv.includes('--quick')
+const size = (full, short) => (quick ? short : full)
+
+// ---- build: the release addon, and the floor measurements ----
+const host = execFileSync('rustc', ['-vV'], { encoding: 'utf8' }).match(/host: (\S+)/)[1]
+if (!process.argv.includes('--no-build')) {
+  const sh = (cmd, args) => {
+    const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+    if (r.status !== 0) process.exit(r.status ?? 1)
+  }
+  sh('npx', ['napi', 'build', '--platform', '--release'])
+  sh('cargo', ['build', '--release', '--example', 'floor', '--target', host])
+}
+const floorBin = join(root, 'target', host, 'release', 'examples', 'floor')
+const nodeFile = join(root, `worker-runtime.${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}.node`)
+assert.ok(statSync(nodeFile).size < 20 * 2 ** 20, 'a release build of the addon is loaded (a debug build is ~75 MB)')
+
+const { WorkerRuntime } = await import('../index.js')
+const { PlainWorkerRuntime } = await import('./plain-runtime.mjs')
+
+// ---- helpers ----
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const ms = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(3)) + ' ms'
+const mib = (x) => `${(x / 2 ** 20).toFixed(1)} MiB`
+async function timeEach(n, fn) {
+  const times = []
+  for (let i = 0; i < n; i++) {
+    const t = performance.now()
+    await fn(i)
+    times.push(performance.now() - t)
+  }
+  return times
+}
+const floor = (what, target, runs) => JSON.parse(execFileSync(floorBin, [what, target, String(runs)], { encoding: 'utf8' }))
+const normalise = (r) => ({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr })
+
+const work = mkdtempSync(join(tmpdir(), 'hwr-bench-'))
+const workspaceDir = join(work, 'ws')
+const native = new WorkerRuntime({ workspaceDir })
+const plain = new PlainWorkerRuntime({ workspaceDir })
+
+// Specs: a small one, and one of 100,000 chunks whose last chunk is wanted.
+const small = { id: 'bench', chunks: [{ id: 0, command: 'true' }, { id: 1, command: 'echo hi' }] }
+writeFileSync(join(work, 'small.json'), JSON.stringify(small))
+const big = {
+  id: 'big',
+  metadata: { totalFrames: 3_000_000, fps: 30, width: 1920, height: 1080, duration: 100_000 },
+  chunks: Array.from({ length: 100_000 }, (_, id) => ({
+    id,
+    startFrame: id * 30,
+    frameCount: 30,
+    outputFile: `s3://helios-renders/job-big/chunks/chunk-${String(id).padStart(6, '0')}.mp4`,
+    command: `ffmpeg -y -loglevel error -ss ${id} -t 1 -i input.mp4 -c:v libx264 -preset veryfast chunk-${id}.mp4`,
+  })),
+  mergeCommand: 'ffmpeg -f concat -i list.txt -c copy out.mp4',
+}
+big.chunks[99_999].command = 'true'
+writeFileSync(join(work, 'big.json'), JSON.stringify(big))
+const bigBytes = statSync(join(work, 'big.json')).size
+writeFileSync(join(work, 'out.json'), JSON.stringify({ chunks: [{ id: 0, command: 'head -c 268435456 /dev/zero' }, { id: 1, command: 'true' }] }))
+
+const server = spawn(process.execPath, [join(root, 'benchmark', 'serve.mjs'), work], { stdio: ['pipe', 'pipe', 'inherit'] })
+const port = await new Promise((resolve) => server.stdout.once('data', (d) => resolve(Number(String(d).trim()))))
+const url = (name) => `http://127.0.0.1:${port}/${name}`
+
+const rows = []
+function report(name, nativeValue, plainValue, ratio, target, met, note = '') {
+  rows.push({ name, native: nativeValue, plain: plainValue, ratio: ratio == null ? '' : `${ratio.toFixed(2)}x`, target, met: met ? 'yes' : 'NO', note })
+  console.error(`  ${name}: native ${nativeValue}, plain ${plainValue}${ratio == null ? '' : `, ratio ${ratio.toFixed(2)}`} — ${met ? 'met' : 'MISSED'} (${target})`)
+}
+
+/** Interleave native and plain (and extra floors) for `rounds` rounds of `batch` runs each. */
+async function interleaved(rounds, batch, runNative, runPlain, extra = () => []) {
+  const n = []
+  const p = []
+  const f = []
+  for (let r = 0; r < rounds; r++) {
+    n.push(...(await timeEach(batch, runNative)))
+    p.push(...(await timeEach(batch, runPlain)))
+    f.push(...extra())
+  }
+  return { native: median(n), plain: median(p), floor: f.length ? median(f) : null }
+}
+
+// ---- spawn: small local spec, command `true`, sequential ----
+{
+  const path = join(work, 'small.json')
+  assert.deepEqual(normalise(await native.run(path, 0)), normalise(await plain.run(path, 0)))
+  assert.deepEqual(normalise(await native.run(path, 1)), normalise(await plain.run(path, 1)))
+  const batch = size(300, 60)
+  const m = await interleaved(size(6, 3), batch, () => native.run(path, 0), () => plain.run(path, 0), () => floor('spawn', 'true', batch))
+  const ratio = m.plain / m.native
+  report('spawn', ms(m.native), ms(m.plain), ratio, '>= 2.5x; <= 1.3x floor', ratio >= 2.5 && m.native <= 1.3 * m.floor,
+    `floor (tokio spawn+wait of true) ${ms(m.floor)}: native is ${(m.native / m.floor).toFixed(2)}x the floor`)
+}
+
+// ---- http: small spec over loopback HTTP, command `true` ----
+{
+  const jobUrl = url('small.json')
+  assert.deepEqual(normalise(await native.run(jobUrl, 0)), normalise(await plain.run(jobUrl, 0)))
+  const batch = size(300, 60)
+  const gets = []
+  const m = await interleaved(size(6, 3), batch, () => native.run(jobUrl, 0), () => plain.run(jobUrl, 0), () => {
+    gets.push(...floor('get', jobUrl, batch))
+    return floor('spawn', 'true', batch)
+  })
+  const get = median(gets)
+  const ratio = m.plain / m.native
+  const bound = 1.3 * (m.floor + get)
+  report('http', ms(m.native), ms(m.plain), ratio, '>= 4x; <= 1.3x (spawn floor + GET)', ratio >= 4 && m.native <= bound,
+    `floors: spawn ${ms(m.floor)} + keep-alive GET ${ms(get)}; native is ${(m.native / (m.floor + get)).toFixed(2)}x their sum`)
+}
+
+// ---- bigspec: 100,000 chunks, last one, from a file and over HTTP ----
+for (const [label, jobPath] of [['bigspec (file)', join(work, 'big.json')], ['bigspec (http)', url('big.json')]]) {
+  assert.deepEqual(normalise(await native.run(jobPath, 99_999)), normalise(await plain.run(jobPath, 99_999)))
+  const m = await interleaved(size(5, 2), size(4, 2), () => native.run(jobPath, 99_999), () => plain.run(jobPath, 99_999))
+  const ratio = m.plain / m.native
+  report(label, ms(m.native), ms(m.plain), ratio, '>= 4x', ratio >= 4, `${mib(bigBytes)} spec, 100,000 chunks`)
+}
+
+// ---- bigout: 256 MB on stdout ----
+{
+  const path = join(work, 'out.json')
+  const n = await native.run(path, 0)
+  assert.equal(n.exitCode, 0)
+  assert.equal(n.stdoutTruncated, true)
+  const m = await interleaved(size(3, 1), 1, () => native.run(path, 0), () => plain.run(path, 0))
+  const probe = (which) =>
+    JSON.parse(execFileSync(process.execPath, [join(root, 'benchmark', 'rss-probe.mjs'), which, path, workspaceDir], { encoding: 'utf8', maxBuffer: 2 ** 20 }))
+  const rssNative = probe('native')
+  const rssPlain = probe('plain')
+  assert.equal(rssPlain.stdoutLength, 268435456)
+  const maxBuffer = 16 * 2 ** 20
+  const ratio = m.plain / m.native
+  report('bigout', `${ms(m.native)}, RSS +${mib(rssNative.growth)}`, `${ms(m.plain)}, RSS +${mib(rssPlain.growth)}`, ratio,
+    '>= 1x; RSS growth <= maxBuffer + 32 MiB', ratio >= 1 && rssNative.growth <= maxBuffer + 32 * 2 ** 20, '256 MiB written to stdout; default maxBuffer 16 MiB')
+}
+
+// ---- lag: 100 concurrent runs of `echo`, worst event-loop stall ----
+{
+  const path = join(work, 'small.json')
+  async function worstStall(rt) {
+    const worst = []
+    for (let r = 0; r < size(5, 2); r++) {
+      const h = monitorEventLoopDelay({ resolution: 1 })
+      h.enable()
+      await Promise.all(Array.from({ length: 100 }, () => rt.run(path, 1)))
+      h.disable()
+      worst.push(h.max / 1e6)
+    }
+    return Math.max(...worst)
+  }
+  const n = await worstStall(native)
+  const p = await worstStall(plain)
+  report('lag', ms(n), ms(p), p / n, 'native worst stall <= 10 ms', n <= 10, '100 concurrent runs of echo; worst of several rounds')
+}
+
+// ---- load: 10,000 runs at concurrency 100; no failure, no leak ----
+{
+  const path = join(work, 'small.json')
+  const total = size(10_000, 2_000)
+  async function load(rt, onThousand) {
+    let next = 0
+    let failed = 0
+    let done = 0
+    const started = performance.now()
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        while (next < total) {
+          next++
+          const r = await rt.run(path, 1).catch(() => null)
+          if (!r || r.exitCode !== 0 || r.stdout !== 'hi\n') failed++
+          if (++done === 1000) onThousand?.()
+        }
+      }),
+    )
+    return { failed, elapsed: performance.now() - started }
+  }
+  globalThis.gc?.()
+  let rssAtThousand = 0
+  const n = await load(native, () => (rssAtThousand = process.memoryUsage().rss))
+  globalThis.gc?.()
+  const rssAfter = process.memoryUsage().rss
+  const p = await load(plain)
+  const growth = rssAfter - rssAtThousand
+  report('load', `${ms(n.elapsed)}, ${n.failed} failed`, `${ms(p.elapsed)}, ${p.failed} failed`, p.elapsed / n.elapsed,
+    'no failure; RSS within 20 MiB of RSS after 1,000', n.failed === 0 && Math.abs(growth) <= 20 * 2 ** 20,
+    `${total} runs; RSS after 1,000 ${mib(rssAtThousand)}, after all ${mib(rssAfter)}`)
+}
+
+// ---- cold: require in a fresh process ----
+{
+  const times = (args) =>
+    Array.from({ length: size(15, 5) }, () => {
+      const t = performance.now()
+      execFileSync(process.execPath, args)
+      return performance.now() - t
+    })
+  const base = []
+  const loaded = []
+  for (let r = 0; r < 3; r++) {
+    base.push(...times(['-e', '0']))
+    loaded.push(...times(['-e', `require(${JSON.stringify(root)})`]))
+  }
+  const added = median(loaded) - median(base)
+  const bytes = statSync(nodeFile).size
+  report('cold', `+${ms(added)}, .node ${mib(bytes)}`, `node -e 0: ${ms(median(base))}`, null, '<= 20 ms added; .node <= 8 MiB',
+    added <= 20 && bytes <= 8 * 2 ** 20)
+}
+
+server.stdin.end()
+rmSync(work, { recursive: true, force: true })
+
+const cpu = cpus()[0]?.model ?? 'unknown CPU'
+console.log(`\n${quick ? 'Quick run' : 'Full run'} on ${cpus().length} × ${cpu}, ${mib(totalmem())} RAM, Node ${process.version}, ${process.platform}-${process.arch}\n`)
+console.log('| case | native | plain Node | ratio | target | met | notes |')
+console.log('| --- | --- | --- | --- | --- | --- | --- |')
+for (const r of rows) console.log(`| ${r.name} | ${r.native} | ${r.plain} | ${r.ratio} | ${r.target} | ${r.met} | ${r.note} |`)
+process.exitCode = rows.every((r) => r.met === 'yes') ? 0 : 1
