@@ -211,3 +211,13 @@ export interface WorkerRuntimeConfig {
   /** Default `RunOptions.onStderr`. */
   onStderr?: (chunk: string) => void
 }
+
+export declare namespace diagnostics {
+  /** Time one GET of `url` over a kept-alive connection, body read, in milliseconds. */
+  export function keepAliveGet(url: string): Promise<number>
+  /**
+   * Time one tokio spawn-and-wait of `program` (no arguments, output piped), in milliseconds:
+   * the floor every run pays on this machine, measured through the same bridge `run` uses.
+   */
+  export function spawnAndWait(program: string): Promise<number>
+}

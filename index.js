@@ -837,3 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.WorkerRuntime = nativeBinding.WorkerRuntime
 module.exports.parseCommand = nativeBinding.parseCommand
+module.exports.diagnostics = nativeBinding.diagnostics

@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod command;
+pub mod diagnostics;
 pub mod error;
 pub mod fetch;
 pub mod orphans;
@@ -292,4 +293,23 @@ pub fn parse_command(env: Env, command: Unknown) -> Result<JsParsedCommand> {
         command: parsed.program,
         args: parsed.args,
     })
+}
+
+/// Time one tokio spawn-and-wait of `program` (no arguments, output piped), in milliseconds:
+/// the floor every run pays on this machine, measured through the same bridge `run` uses.
+#[napi(namespace = "diagnostics")]
+pub async fn spawn_and_wait(program: String) -> Result<f64> {
+    diagnostics::spawn_and_wait(&program)
+        .await
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .map_err(|e| napi::Error::from_reason(format!("spawn {program}: {e}")))
+}
+
+/// Time one GET of `url` over a kept-alive connection, body read, in milliseconds.
+#[napi(namespace = "diagnostics")]
+pub async fn keep_alive_get(url: String) -> Result<f64> {
+    diagnostics::keep_alive_get(&url)
+        .await
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .map_err(|e| napi::Error::from_reason(format!("GET {url}: {e}")))
 }

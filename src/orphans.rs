@@ -1,104 +1,136 @@
 //! No run outlives the process that started it.
 //!
-//! Every command runs in a process group of its own. A small watcher process, started once
-//! per process on first use, reads `+<pgid>` / `-<pgid>` lines from a pipe whose only write
-//! end this process holds. When this process dies — even by SIGKILL, when no code of ours
-//! runs — the kernel closes that write end, the watcher reads end-of-file and kills every
-//! group still registered, and with them the helpers the commands started.
+//! Every command runs in a process group of its own, and each live group is registered as an
+//! empty file named after its id in a private directory. A small watcher process, started once
+//! per process on first use, holds the read end of a pipe whose only write end this process
+//! holds, and does nothing else. When this process dies — even by SIGKILL, when no code of ours
+//! runs — the kernel closes that write end, the watcher's read returns end-of-file, and it
+//! kills every group still registered, and with them the helpers the commands started.
+//!
+//! Registering costs a file creation and a removal per run, and never wakes the watcher.
 //!
 //! Why not `PR_SET_PDEATHSIG`: it fires when the *thread* that spawned the child exits (a
 //! pooled worker thread, long before the process dies), it is not inherited by the command's
 //! own children, and setting it needs a `pre_exec` hook, which makes every spawn a full
-//! `fork` of this (large) process instead of a `posix_spawn`. The watcher costs one spawn per
-//! process and two short writes per run.
+//! `fork` of this (large) process instead of a `posix_spawn`.
 //!
 //! The watcher is a POSIX shell script: every image that renders video has `/bin/sh`. Where
-//! there is none, runs still work and still clean up after themselves; only the
-//! parent-death guarantee is lost.
+//! there is none (or no writable temporary directory), runs still work and still clean up
+//! after themselves; only the parent-death guarantee is lost.
 
-use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
 const SHELL: &str = "/bin/sh";
 
-/// Registered groups are kept in a space-separated string; removal uses parameter expansion
-/// so that the watcher forks nothing per run. Terminal and container signals are ignored:
-/// the watcher must outlive its parent to do its work, and ends by itself on end-of-file.
+/// Waits for end-of-file on stdin, then kills the group of every file in the registry and
+/// removes it. Terminal and container signals are ignored: the watcher must outlive its
+/// parent to do its work.
 const SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
-groups=' '
-while IFS= read -r line; do
-  case $line in
-    +*) groups="$groups${line#+} " ;;
-    -*) g=${line#-}
-        case $groups in *" $g "*) groups="${groups%% $g *} ${groups#* $g }" ;; esac ;;
-  esac
+read -r _
+for f in "$1"/*; do
+  [ -e "$f" ] && kill -s KILL -- "-${f##*/}" 2>/dev/null
 done
-for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
+rm -rf "$1"
 "#;
 
 struct Watcher {
     child: Child,
-    stdin: ChildStdin,
+    /// Never written: its closing, when this process dies, is the message.
+    _pipe: ChildStdin,
+    registry: PathBuf,
 }
 
 static WATCHER: Mutex<Option<Watcher>> = Mutex::new(None);
 
-fn start() -> Option<Watcher> {
-    let mut command = Command::new(SHELL);
-    command
-        .args(["-c", SCRIPT, "helios-worker-runtime-watcher"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // Its own group, so that a signal to this process's group does not take it too.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().ok()?;
-    let stdin = child.stdin.take()?;
-    Some(Watcher { child, stdin })
+impl Watcher {
+    fn start(registry: Option<PathBuf>) -> Option<Watcher> {
+        let registry = match registry {
+            Some(dir) => dir,
+            None => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let name = format!("helios-worker-runtime-{}-{stamp:x}", std::process::id());
+                // Memory-backed when there is one: a file per run costs less there.
+                [PathBuf::from("/dev/shm"), std::env::temp_dir()]
+                    .into_iter()
+                    .map(|base| base.join(&name))
+                    .find(|dir| create_private_dir(dir).is_ok())?
+            }
+        };
+        let mut command = Command::new(SHELL);
+        command
+            .args(["-c", SCRIPT, "helios-worker-runtime-watcher"])
+            .arg(&registry)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own group, so that a signal to this process's group does not take it too.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let Ok(mut child) = command.spawn() else {
+            let _ = std::fs::remove_dir(&registry);
+            return None;
+        };
+        let pipe = child.stdin.take()?;
+        Some(Watcher {
+            child,
+            _pipe: pipe,
+            registry,
+        })
+    }
+
+    /// Whether the watcher is still there to do its job (someone may have killed it).
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
-fn send(line: &str) {
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The registry directory of a running watcher, starting (or restarting) it when needed.
+fn registry() -> Option<PathBuf> {
     let mut guard = WATCHER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for _ in 0..2 {
-        if guard.is_none() {
-            *guard = start();
+    if let Some(watcher) = guard.as_mut() {
+        if watcher.alive() {
+            return Some(watcher.registry.clone());
         }
-        let Some(watcher) = guard.as_mut() else {
-            return;
-        };
-        // One write of a short line is atomic on a pipe.
-        if watcher.stdin.write_all(line.as_bytes()).is_ok() {
-            return;
-        }
-        // The watcher died (someone killed it): reap it and start another.
-        if let Some(mut dead) = guard.take() {
-            let _ = dead.child.kill();
-            let _ = dead.child.wait();
-        }
+        // Restarted on the same registry, so the groups already in it stay covered.
+        let registry = watcher.registry.clone();
+        *guard = Watcher::start(Some(registry));
+    } else {
+        *guard = Watcher::start(None);
     }
+    guard.as_ref().map(|w| w.registry.clone())
 }
 
 /// Register the process group `pgid`: it is killed if this process dies.
 pub fn watch(pgid: i32) {
-    send(&format!("+{pgid}\n"));
+    if let Some(dir) = registry() {
+        let _ = std::fs::File::create(dir.join(pgid.to_string()));
+    }
 }
 
-/// Forget `pgid`; called once the group has been killed, before its leader is reaped.
+/// Forget `pgid`; called once the group has been killed, before its leader is reaped (so the
+/// id cannot have been reused meanwhile).
 pub fn unwatch(pgid: i32) {
-    send(&format!("-{pgid}\n"));
-}
-
-/// The watcher's pid, for tests.
-pub fn watcher_pid() -> Option<u32> {
-    WATCHER
+    let dir = WATCHER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .as_ref()
-        .map(|w| w.child.id())
+        .map(|w| w.registry.clone());
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_file(dir.join(pgid.to_string()));
+    }
 }
 
 #[cfg(test)]
@@ -114,16 +146,17 @@ mod tests {
     #[test]
     fn the_watcher_kills_registered_groups_at_end_of_file() {
         // A private watcher, so that the shared one is left alone.
-        let mut w = start().expect("a watcher starts");
+        let mut w = Watcher::start(None).expect("a watcher starts");
         let mut group = Command::new("sleep");
         group.arg("30");
         std::os::unix::process::CommandExt::process_group(&mut group, 0);
         let mut kept = group.spawn().unwrap();
         let mut released = group.spawn().unwrap();
-        writeln!(w.stdin, "+{}", kept.id()).unwrap();
-        writeln!(w.stdin, "+{}", released.id()).unwrap();
-        writeln!(w.stdin, "-{}", released.id()).unwrap();
-        drop(w.stdin);
+        std::fs::File::create(w.registry.join(kept.id().to_string())).unwrap();
+        std::fs::File::create(w.registry.join(released.id().to_string())).unwrap();
+        std::fs::remove_file(w.registry.join(released.id().to_string())).unwrap();
+        assert!(w.alive());
+        drop(w._pipe);
         w.child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while kept.try_wait().unwrap().is_none() && Instant::now() < deadline {
@@ -137,6 +170,7 @@ mod tests {
             alive(released.id() as i32),
             "the unregistered group was left alone"
         );
+        assert!(!w.registry.exists(), "the registry is removed");
         released.kill().unwrap();
         released.wait().unwrap();
     }

@@ -65,7 +65,9 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
             let where_ = format!("chunk {chunk_id} (chunks[{}])", found.index);
             match found.command {
                 Some(Scalar::Str(command)) => Ok(command.into_owned()),
-                None => Err(Error::InvalidSpec(format!("{where_} has no command string"))),
+                None => Err(Error::InvalidSpec(format!(
+                    "{where_} has no command string"
+                ))),
                 Some(other) => Err(Error::InvalidSpec(format!(
                     "{where_} has a command that is not a string: found {}",
                     other.describe()
@@ -287,11 +289,15 @@ impl<'de> Visitor<'de> for ChunksSeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut index = 0;
-        let seed = ChunkSeed { wanted: self.wanted };
+        let seed = ChunkSeed {
+            wanted: self.wanted,
+        };
         while let Some(chunk) = seq.next_element::<&'de serde_json::value::RawValue>()? {
             let chunk = match quick_id(chunk.get()) {
                 Some(id) if id != self.wanted => None,
-                _ => seed.deserialize(&mut serde_json::Deserializer::from_str(chunk.get())).map_err(de::Error::custom)?,
+                _ => seed
+                    .deserialize(&mut serde_json::Deserializer::from_str(chunk.get()))
+                    .map_err(de::Error::custom)?,
             };
             if let Some(command) = chunk {
                 // The rest is only checked for syntax: a broken byte anywhere is still an error.
@@ -620,7 +626,10 @@ mod timing {
         let chunks: Vec<String> = (0..100_000)
             .map(|i| format!(r#"{{"id":{i},"startFrame":{},"frameCount":30,"outputFile":"s3://helios-renders/job-big/chunks/chunk-{i:06}.mp4","command":"ffmpeg -y -loglevel error -ss {i} -t 1 -i input.mp4 -c:v libx264 -preset veryfast chunk-{i}.mp4"}}"#, i * 30))
             .collect();
-        let json = format!(r#"{{"id":"big","chunks":[{}],"mergeCommand":"x"}}"#, chunks.join(","));
+        let json = format!(
+            r#"{{"id":"big","chunks":[{}],"mergeCommand":"x"}}"#,
+            chunks.join(",")
+        );
         let mut times = Vec::new();
         for _ in 0..15 {
             let t = std::time::Instant::now();

@@ -230,8 +230,9 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let mut exited_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let mut drain_killed = false;
-    let mut out_buf = vec![0u8; READ_BUFFER];
-    let mut err_buf = vec![0u8; READ_BUFFER];
+    // Read into spare capacity: no zeroing of buffers most runs barely touch.
+    let mut out_buf = Vec::with_capacity(READ_BUFFER);
+    let mut err_buf = Vec::with_capacity(READ_BUFFER);
 
     while exited_at.is_none() || out.pipe.is_some() || err.pipe.is_some() {
         tokio::select! {
@@ -322,10 +323,11 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
 /// read error, which ends the stream just the same). Never resolves for a closed pipe.
 async fn read_some(
     pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> Option<usize> {
+    buf.clear();
     match pipe {
-        Some(pipe) => match pipe.read(buf).await {
+        Some(pipe) => match pipe.read_buf(buf).await {
             Ok(0) | Err(_) => None,
             Ok(n) => Some(n),
         },
