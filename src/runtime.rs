@@ -13,9 +13,6 @@ use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
 use crate::source::{JobSource, Loader};
 use crate::spec;
 
-/// Specs up to this size are parsed on the async worker itself (about 0.5 ms at most).
-const INLINE_PARSE_BYTES: usize = 256 * 1024;
-
 /// Downloads a job's asset bundle into the workspace (the user's `ArtifactStorage`).
 pub trait AssetStore: Send + Sync {
     fn download_asset_bundle(
@@ -70,17 +67,12 @@ impl Runtime {
             return Err(Error::Aborted);
         }
         let prepare = async {
-            let bytes = self.loader.load(&source).await?;
-            let name = source.name();
-            // Parsing a large spec takes tens of milliseconds: keep it off the async workers.
-            // A small one takes microseconds, less than the hop to another thread.
-            let plan = if bytes.len() <= INLINE_PARSE_BYTES {
-                spec::plan(&bytes, &name, chunk_id)?
-            } else {
-                tokio::task::spawn_blocking(move || spec::plan(&bytes, &name, chunk_id))
-                    .await
-                    .map_err(|e| Error::Internal(format!("spec parsing failed: {e}")))??
-            };
+            let plan = self
+                .loader
+                .load(&source, move |bytes, name| {
+                    spec::plan(bytes, name, chunk_id)
+                })
+                .await?;
             if let Some(url) = plan.assets_url {
                 let storage = self.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&self.workspace)?;

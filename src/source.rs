@@ -97,8 +97,9 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// Files up to this size are read on the async worker itself.
-const INLINE_READ_BYTES: u64 = 1024 * 1024;
+/// Specs up to this size are read and parsed on the async worker itself (well under a
+/// millisecond); larger ones go to the blocking pool.
+const INLINE_BYTES: u64 = 256 * 1024;
 
 /// Loads spec bytes from a [`JobSource`].
 pub struct Loader {
@@ -112,21 +113,39 @@ impl Loader {
         }
     }
 
-    pub async fn load(&self, source: &JobSource) -> Result<Vec<u8>, Error> {
+    /// Load the spec at `source` and hand its bytes to `parse`. Small specs are read and
+    /// parsed right here, which costs less than a hop to another thread; a large one is read
+    /// and parsed in one blocking task, off the async workers, while its bytes are still in
+    /// the cache.
+    pub async fn load<T: Send + 'static>(
+        &self,
+        source: &JobSource,
+        parse: impl FnOnce(&[u8], &str) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let name = source.name();
+        let off_thread = |work: Box<dyn FnOnce() -> Result<T, Error> + Send>| async move {
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| Error::Internal(format!("spec loading task failed: {e}")))?
+        };
         match source {
-            JobSource::Http(url) => self.http.fetch(url).await,
+            JobSource::Http(url) => {
+                let bytes = self.http.fetch(url).await?;
+                if bytes.len() as u64 <= INLINE_BYTES {
+                    return parse(&bytes, &name);
+                }
+                off_thread(Box::new(move || parse(&bytes, &name))).await
+            }
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
-                // Opening and reading a small file costs less than handing it to another
-                // thread; a large one is read on the blocking pool.
                 let (file, len) = open_file(path, shown, limit)?;
-                if len <= INLINE_READ_BYTES {
-                    return read_to_end(file, len, shown, limit);
+                if len <= INLINE_BYTES {
+                    return parse(&read_to_end(file, len, shown, limit)?, &name);
                 }
-                let shown = shown.clone();
-                tokio::task::spawn_blocking(move || read_to_end(file, len, &shown, limit))
-                    .await
-                    .map_err(|e| Error::Internal(format!("file read task failed: {e}")))?
+                off_thread(Box::new(move || {
+                    parse(&read_to_end(file, len, &name, limit)?, &name)
+                }))
+                .await
             }
         }
     }
