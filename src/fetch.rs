@@ -148,12 +148,13 @@ impl HttpFetcher {
 
     /// GET `url`, retrying transient failures. The final error says how many attempts were
     /// made and what each failed with.
-    pub async fn fetch(&self, url: &Url) -> Result<Vec<u8>, Error> {
+    /// The body is read into `buffer` (emptied first), so a caller can reuse one.
+    pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut history = Vec::new();
         let mut attempt = 0;
         loop {
-            let failure = match self.attempt(url).await {
-                Ok(body) => return Ok(body),
+            let failure = match self.attempt(url, &mut buffer).await {
+                Ok(()) => return Ok(buffer),
                 Err(failure) => failure,
             };
             history.push(failure.summary());
@@ -172,10 +173,11 @@ impl HttpFetcher {
         }
     }
 
-    async fn attempt(&self, url: &Url) -> Result<Vec<u8>, Failure> {
+    async fn attempt(&self, url: &Url, body: &mut Vec<u8>) -> Result<(), Failure> {
         let client = self.client().map_err(Failure::Final)?;
         let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, self.request(client, url)).await {
+        body.clear();
+        match tokio::time::timeout(timeout, self.request(client, url, body)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Network {
                 cause: format!(
@@ -187,7 +189,12 @@ impl HttpFetcher {
         }
     }
 
-    async fn request(&self, client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, Failure> {
+    async fn request(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+        body: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
         let mut response = client
             .get(url.clone())
             .send()
@@ -215,8 +222,7 @@ impl HttpFetcher {
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(too_large());
         }
-        let mut body =
-            Vec::with_capacity(response.content_length().unwrap_or(0).min(limit) as usize);
+        body.reserve(response.content_length().unwrap_or(0).min(limit) as usize);
         let idle = self.config.idle_timeout;
         loop {
             let piece = match tokio::time::timeout(idle, response.chunk()).await {
@@ -231,7 +237,7 @@ impl HttpFetcher {
                     })
                 }
             };
-            let Some(piece) = piece else { return Ok(body) };
+            let Some(piece) = piece else { return Ok(()) };
             if body.len() as u64 + piece.len() as u64 > limit {
                 return Err(too_large());
             }

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use reqwest::Url;
 
@@ -104,12 +105,28 @@ const INLINE_BYTES: u64 = 256 * 1024;
 /// Loads spec bytes from a [`JobSource`].
 pub struct Loader {
     http: HttpFetcher,
+    /// The buffer the last large spec was read into, kept for the next one: allocating (and
+    /// faulting in) tens of megabytes afresh for every run costs as much as parsing them.
+    spare: Mutex<Vec<u8>>,
 }
 
 impl Loader {
     pub fn new(config: FetchConfig) -> Self {
         Loader {
             http: HttpFetcher::new(config),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take_spare(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if buffer.capacity() > spare.capacity() {
+            *spare = buffer;
         }
     }
 
@@ -123,31 +140,45 @@ impl Loader {
         parse: impl FnOnce(&[u8], &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let name = source.name();
-        let off_thread = |work: Box<dyn FnOnce() -> Result<T, Error> + Send>| async move {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| Error::Internal(format!("spec loading task failed: {e}")))?
-        };
         match source {
             JobSource::Http(url) => {
-                let bytes = self.http.fetch(url).await?;
+                let bytes = self.http.fetch(url, self.take_spare()).await?;
                 if bytes.len() as u64 <= INLINE_BYTES {
-                    return parse(&bytes, &name);
+                    let result = parse(&bytes, &name);
+                    self.give_back(bytes);
+                    return result;
                 }
-                off_thread(Box::new(move || parse(&bytes, &name))).await
+                self.off_thread(bytes, move |bytes| parse(bytes, &name))
+                    .await
             }
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
                 let (file, len) = open_file(path, shown, limit)?;
                 if len <= INLINE_BYTES {
-                    return parse(&read_to_end(file, len, shown, limit)?, &name);
+                    return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
                 }
-                off_thread(Box::new(move || {
-                    parse(&read_to_end(file, len, &name, limit)?, &name)
-                }))
+                let buffer = self.take_spare();
+                self.off_thread(buffer, move |buffer| {
+                    let taken = std::mem::take(buffer);
+                    *buffer = read_to_end(file, len, &name, limit, taken)?;
+                    parse(buffer, &name)
+                })
                 .await
             }
         }
+    }
+
+    /// Run `work` on the blocking pool with `buffer`, then keep the buffer for next time.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        mut buffer: Vec<u8>,
+        work: impl FnOnce(&mut Vec<u8>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (result, buffer) = tokio::task::spawn_blocking(move || (work(&mut buffer), buffer))
+            .await
+            .map_err(|e| Error::Internal(format!("spec loading task failed: {e}")))?;
+        self.give_back(buffer);
+        result
     }
 }
 
@@ -170,8 +201,15 @@ fn open_file(path: &Path, shown: &str, limit: u64) -> Result<(std::fs::File, u64
     Ok((file, len))
 }
 
-fn read_to_end(file: std::fs::File, len: u64, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::with_capacity(len as usize);
+fn read_to_end(
+    file: std::fs::File,
+    len: u64,
+    shown: &str,
+    limit: u64,
+    mut bytes: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    bytes.clear();
+    bytes.reserve(len as usize);
     // One byte past the limit tells a file that grew while being read from one that fits.
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -185,7 +223,7 @@ fn read_to_end(file: std::fs::File, len: u64, shown: &str, limit: u64) -> Result
 #[cfg(test)]
 fn read_file(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let (file, len) = open_file(path, shown, limit)?;
-    read_to_end(file, len, shown, limit)
+    read_to_end(file, len, shown, limit, Vec::new())
 }
 
 #[cfg(test)]

@@ -412,6 +412,19 @@ impl<'a> Scanner<'a> {
 
     /// The value of the number at `span`, as JavaScript reads it.
     pub fn number_value(&self, span: Span) -> f64 {
+        let digits = &self.b[span.start..span.end];
+        let (negative, magnitude) = match digits.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, digits),
+        };
+        // Chunk ids are small integers: read those directly, exactly (f64 holds every
+        // integer of up to 15 digits), and leave the general case to the float parser.
+        if magnitude.len() <= 15 && magnitude.iter().all(u8::is_ascii_digit) {
+            let n = magnitude
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64;
+            return if negative { -n } else { n };
+        }
         self.raw(span).parse().unwrap_or(f64::NAN)
     }
 }
@@ -520,6 +533,25 @@ mod tests {
         assert!(s.string_is(key, "c"));
         assert_eq!(s.string_value(v), "d\"e");
         assert!(!s.next(b'}').unwrap());
+    }
+
+    #[test]
+    fn numbers_read_like_javascript() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "123456789012345",
+            "1234567890123456789",
+            "1.5",
+            "-2.5e3",
+            "1E2",
+        ] {
+            let mut s = Scanner::new(text.as_bytes());
+            let span = s.value().unwrap();
+            assert_eq!(s.number_value(span), text.parse::<f64>().unwrap(), "{text}");
+        }
     }
 
     #[test]
