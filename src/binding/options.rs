@@ -82,10 +82,7 @@ fn environment(
     name: &str,
 ) -> std::result::Result<Vec<(OsString, Option<OsString>)>, Error> {
     let obj = values::object(value, name)?;
-    let keys = obj
-        .get_property_names()
-        .and_then(|keys| unsafe { keys.to_unknown().cast::<Vec<String>>() })
-        .map_err(|e| Error::Internal(format!("cannot list the keys of {name}: {e}")))?;
+    let keys = values::own_keys(&obj, name)?;
     let mut vars = Vec::with_capacity(keys.len());
     for key in keys {
         let entry = format!("{name}.{key}");
@@ -212,10 +209,7 @@ fn string_entries(
     name: &str,
 ) -> std::result::Result<Vec<(String, String)>, Error> {
     let obj = values::object(value, name)?;
-    let keys = obj
-        .get_property_names()
-        .and_then(|keys| unsafe { keys.to_unknown().cast::<Vec<String>>() })
-        .map_err(|e| Error::Internal(format!("cannot list the keys of {name}: {e}")))?;
+    let keys = values::own_keys(&obj, name)?;
     let mut entries = Vec::with_capacity(keys.len());
     for key in keys {
         let v = values::property(&obj, &key)?;

@@ -174,3 +174,10 @@ pub fn property<'env>(obj: &Object<'env>, key: &str) -> std::result::Result<Unkn
     obj.get_named_property::<Unknown>(key)
         .map_err(|e| Error::Internal(format!("cannot read property '{key}': {e}")))
 }
+
+/// The own enumerable keys of `obj` (named `name` in messages).
+pub fn own_keys(obj: &Object, name: &str) -> std::result::Result<Vec<String>, Error> {
+    obj.get_property_names()
+        .and_then(|keys| unsafe { keys.to_unknown().cast::<Vec<String>>() })
+        .map_err(|e| Error::Internal(format!("cannot list the keys of {name}: {e}")))
+}
