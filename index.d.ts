@@ -110,6 +110,14 @@ export interface ParsedCommand {
   args: Array<string>
 }
 
+/**
+ * Join a program and its arguments into a command string that `parseCommand` (and `run`)
+ * split back into exactly them — for orchestrators that build specs from argv, so that a
+ * file name with spaces or quotes survives. Throws `ERR_INVALID_COMMAND` for an empty
+ * program or a NUL byte, a `TypeError` for anything but strings.
+ */
+export declare function quoteCommand(program: string, args?: string[]): string
+
 /** One chunk of a render job: a contiguous range of frames and the command that renders it. */
 export interface RenderJobChunk {
   /** The chunk's id; `run(jobPath, chunkId)` runs the first chunk whose `id` equals `chunkId`. */

@@ -837,4 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.WorkerRuntime = nativeBinding.WorkerRuntime
 module.exports.parseCommand = nativeBinding.parseCommand
+module.exports.quoteCommand = nativeBinding.quoteCommand
 module.exports.diagnostics = nativeBinding.diagnostics

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { parseCommand } from '../index.js'
+import { parseCommand, quoteCommand } from '../index.js'
 
 describe('parseCommand', () => {
   it.each([
@@ -47,5 +47,29 @@ describe('parseCommand', () => {
     expect(() => parseCommand(42 as unknown as string)).toThrow(
       expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }),
     )
+  })
+})
+
+describe('quoteCommand', () => {
+  it.each([
+    ['ffmpeg', ['-i', 'My Movie (final).mov', '-metadata', `title=It's "done"`, 'out dir/out.mp4']],
+    ['/opt/render tools/render', ['', 'tab\there', 'back\\slash', '日本 語', '$(not a shell)']],
+    ['echo', []],
+  ])('round-trips %s through parseCommand', (program, args) => {
+    expect(parseCommand(quoteCommand(program, args))).toEqual({ command: program, args })
+  })
+
+  it('leaves plain words alone', () => {
+    expect(quoteCommand('echo', ['a', 'b c'])).toBe('echo a "b c"')
+    expect(quoteCommand('true')).toBe('true')
+  })
+
+  it('refuses what no command string can carry', () => {
+    expect(() => quoteCommand('', [])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_COMMAND' }))
+    expect(() => quoteCommand('echo', ['a\0b'])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_COMMAND' }))
+    expect(() => quoteCommand('echo', [1 as unknown as string])).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"args[0]"') }),
+    )
+    expect(() => quoteCommand('echo', 'a b' as unknown as string[])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
   })
 })

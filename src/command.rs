@@ -120,9 +120,92 @@ pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
     })
 }
 
+/// The inverse of [`parse_command`]: a command string that splits back into exactly
+/// `program` and `args`. Words that need it are double-quoted, with `"` and `\` escaped.
+pub fn quote_command(program: &str, args: &[String]) -> Result<String, CommandError> {
+    if program.is_empty() {
+        return Err(CommandError::EmptyProgram);
+    }
+    let mut out = String::new();
+    let mut column = 1;
+    for word in std::iter::once(program).chain(args.iter().map(String::as_str)) {
+        if let Some(at) = word.chars().position(|c| c == '\0') {
+            return Err(CommandError::NulByte {
+                column: column + at,
+            });
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let plain = !word.is_empty()
+            && !word
+                .chars()
+                .any(|c| is_separator(c) || matches!(c, '"' | '\'' | '\\'));
+        if plain {
+            out.push_str(word);
+        } else {
+            out.push('"');
+            for c in word.chars() {
+                if matches!(c, '"' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        column = out.chars().count() + 2;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_round_trips() {
+        let words = [
+            "plain",
+            "",
+            "two words",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\there",
+            "new\nline",
+            "日本 語",
+            "🎬",
+            "trailing\\",
+            "'",
+            "\"",
+            "$(rm -rf /)",
+            "a;b|c",
+            "\u{3000}wide",
+            "--flag=x y",
+        ];
+        for program in ["ffmpeg", "/usr/bin/my render", "it's"] {
+            let args: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            let quoted = quote_command(program, &args).unwrap();
+            let parsed = parse_command(&quoted).unwrap();
+            assert_eq!(
+                (parsed.program.as_str(), parsed.args),
+                (program, args),
+                "{quoted}"
+            );
+        }
+        assert_eq!(
+            quote_command("echo", &["a b".into(), "c".into()]).unwrap(),
+            r#"echo "a b" c"#
+        );
+        assert_eq!(
+            quote_command("", &[]).unwrap_err(),
+            CommandError::EmptyProgram
+        );
+        assert!(matches!(
+            quote_command("x", &["a\0".into()]).unwrap_err(),
+            CommandError::NulByte { .. }
+        ));
+    }
 
     fn split(command: &str) -> Vec<String> {
         let parsed = parse_command(command).unwrap();

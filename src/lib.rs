@@ -313,3 +313,27 @@ pub async fn keep_alive_get(url: String) -> Result<f64> {
         .map(|d| d.as_secs_f64() * 1000.0)
         .map_err(|e| napi::Error::from_reason(format!("GET {url}: {e}")))
 }
+
+/// Join a program and its arguments into a command string that `parseCommand` (and `run`)
+/// split back into exactly them — for orchestrators that build specs from argv, so that a
+/// file name with spaces or quotes survives. Throws `ERR_INVALID_COMMAND` for an empty
+/// program or a NUL byte, a `TypeError` for anything but strings.
+#[napi(catch_unwind, ts_args_type = "program: string, args?: string[]")]
+pub fn quote_command(env: Env, program: Unknown, args: Option<Unknown>) -> Result<String> {
+    let quoted = || -> std::result::Result<String, Error> {
+        let program = values::string(&program, "program")?;
+        let mut words = Vec::new();
+        if let Some(args) = args.filter(|a| !values::is_absent(a)) {
+            if !args.is_array().unwrap_or(false) {
+                return Err(values::wrong_type("args", "an array of strings", &args));
+            }
+            let list: Vec<Unknown> =
+                unsafe { args.cast() }.map_err(|e| Error::Internal(e.to_string()))?;
+            for (i, word) in list.iter().enumerate() {
+                words.push(values::string(word, &format!("args[{i}]"))?);
+            }
+        }
+        Ok(command::quote_command(&program, &words)?)
+    };
+    quoted().map_err(|e| errors::to_napi(&env, e, None))
+}
