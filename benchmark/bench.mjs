@@ -28,7 +28,7 @@ if (!process.argv.includes('--no-build')) {
     const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
     if (r.status !== 0) process.exit(r.status ?? 1)
   }
-  sh('npx', ['napi', 'build', '--platform', '--release'])
+  sh('npm', ['run', 'build'])
 }
 const nodeFile = join(root, `worker-runtime.${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}.node`)
 assert.ok(statSync(nodeFile).size < 20 * 2 ** 20, 'a release build of the addon is loaded (a debug build is ~75 MB)')

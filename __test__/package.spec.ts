@@ -1,0 +1,96 @@
+// Installed like a user would: pack the main package and this platform's binary package,
+// install both tarballs into a fresh project that cannot see the source tree (offline, so
+// nothing comes from a registry), and use the package there.
+import { execFileSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import pkg from '../package.json'
+import { cleanup, specOf, tempDir, writeSpec } from './helpers'
+
+const root = resolve(__dirname, '..')
+const platform = 'linux-x64-gnu'
+const binary = join(root, `worker-runtime.${platform}.node`)
+const sh = (cmd: string, args: string[], cwd: string) =>
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
+const npm = (args: string[], cwd: string) => sh('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], cwd)
+
+let work: string
+let mainTarball: string
+let platformTarball: string
+
+function project(name: string, tarballs: string[]): string {
+  const dir = join(work, name)
+  cpSync(join(work, 'empty'), dir, { recursive: true })
+  npm(['install', '--offline', '--ignore-scripts', ...tarballs], dir)
+  return dir
+}
+
+describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the published package', () => {
+  beforeAll(() => {
+    work = tempDir('hwr-pack-')
+    mainTarball = join(work, npm(['pack', '--pack-destination', work], root).trim().split('\n').at(-1)!)
+    const platformDir = join(work, 'platform')
+    cpSync(join(root, 'npm', platform), platformDir, { recursive: true })
+    cpSync(binary, join(platformDir, `worker-runtime.${platform}.node`))
+    platformTarball = join(work, npm(['pack', '--pack-destination', work], platformDir).trim().split('\n').at(-1)!)
+    mkdirSync(join(work, 'empty'))
+    writeFileSync(join(work, 'empty', 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  })
+  afterAll(cleanup)
+
+  it('ships only the loader, the types, the CLI and the docs', () => {
+    const files = sh('tar', ['tzf', mainTarball], work).trim().split('\n').sort()
+    expect(files).toEqual(
+      ['LICENSE', 'README.md', 'bin/helios-worker.js', 'binding.js', 'index.d.ts', 'index.js', 'package.json'].map((f) => `package/${f}`),
+    )
+    const binaryFiles = sh('tar', ['tzf', platformTarball], work).trim().split('\n').sort()
+    expect(binaryFiles).toEqual(['package/README.md', 'package/package.json', `package/worker-runtime.${platform}.node`])
+  })
+
+  it('works from a fresh project: require, import, a job, npx helios-worker, types', () => {
+    const dir = project('installed', [mainTarball, platformTarball])
+    expect(existsSync(join(dir, 'node_modules', '@helios-project', 'worker-runtime', 'src'))).toBe(false)
+    const spec = writeSpec(dir, specOf('echo installed'))
+    writeFileSync(
+      join(dir, 'cjs.cjs'),
+      `const { WorkerRuntime } = require('${pkg.name}')
+       new WorkerRuntime({ workspaceDir: 'ws' }).run(${JSON.stringify(spec)}, 0).then((r) => console.log(r.stdout.trim()))`,
+    )
+    expect(sh(process.execPath, ['cjs.cjs'], dir).trim()).toBe('installed')
+    writeFileSync(join(dir, 'esm.mjs'), `import { parseCommand } from '${pkg.name}'\nconsole.log(parseCommand('a "b c"').args[0])`)
+    expect(sh(process.execPath, ['esm.mjs'], dir).trim()).toBe('b c')
+    expect(sh('npx', ['--offline', 'helios-worker', '--version'], dir).trim()).toBe(pkg.version)
+    expect(sh('npx', ['--offline', 'helios-worker', spec, '0'], dir).trim()).toBe('installed')
+
+    const consumer = readFileSync(join(__dirname, 'consumer.ts'), 'utf8').replace("'../index.js'", `'${pkg.name}'`)
+    writeFileSync(join(dir, 'consumer.ts'), consumer)
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          typeRoots: [join(root, 'node_modules', '@types')],
+          types: ['node'],
+        },
+        files: ['consumer.ts'],
+      }),
+    )
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+    expect(sh(process.execPath, [tsc, '-p', dir], dir)).toBe('')
+  })
+
+  it('says which platform and which package when the binary is missing', () => {
+    const dir = project('no-binary', [mainTarball])
+    writeFileSync(join(dir, 'load.cjs'), `try { require('${pkg.name}') } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`)
+    const error = JSON.parse(sh(process.execPath, ['load.cjs'], dir))
+    expect(error.code).toBe('ERR_NATIVE_BINARY_NOT_FOUND')
+    expect(error.message).toContain(`for ${platform}`)
+    expect(error.message).toContain(`npm install ${pkg.name}-${platform}`)
+  })
+})
