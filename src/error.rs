@@ -252,7 +252,7 @@ fn describe_errno(code: &str) -> &'static str {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -9,6 +9,7 @@ pub mod command;
 pub mod diagnostics;
 pub mod error;
 pub mod fetch;
+#[cfg(unix)]
 pub mod orphans;
 pub mod process;
 pub mod runtime;

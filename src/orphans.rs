@@ -18,6 +18,9 @@
 //! there is none (or no writable temporary directory), runs still work and still clean up
 //! after themselves; only the parent-death guarantee is lost.
 
+// The portable process backend (a test-only feature on Unix) has no process groups to watch.
+#![cfg_attr(feature = "portable-process", allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;

@@ -3,8 +3,12 @@
 
 mod output;
 mod signal;
-#[cfg(unix)]
-mod unix;
+#[cfg(any(not(unix), feature = "portable-process"))]
+#[path = "portable.rs"]
+mod sys;
+#[cfg(all(unix, not(feature = "portable-process")))]
+#[path = "unix.rs"]
+mod sys;
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -37,6 +41,16 @@ pub enum Stream {
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The read end of one of the child's output pipes.
+type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Why a command did not start: the program itself, or (rarely) its output pipes.
+enum SpawnError {
+    Start(std::io::Error),
+    #[cfg_attr(any(not(unix), feature = "portable-process"), allow(dead_code))]
+    Pipes(std::io::Error),
+}
 
 /// Receives output as it arrives. `piece` must not block; `flush` resolves once every piece
 /// handed over so far has been delivered, or with the first error a receiver raised.
@@ -112,24 +126,20 @@ pub struct Command<'a> {
 
 /// One stream of the child: its pipe, what was kept of it, and its decoder for the sink.
 struct Capture {
-    pipe: Option<tokio::net::unix::pipe::Receiver>,
+    pipe: Option<Pipe>,
     kept: TailBuffer,
     decoder: Utf8Stream,
     stream: Stream,
 }
 
 impl Capture {
-    fn new(pipe: Option<OwnedPipe>, max: usize, stream: Stream) -> std::io::Result<Self> {
-        let pipe = match pipe {
-            Some(fd) => Some(tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?),
-            None => None,
-        };
-        Ok(Capture {
+    fn new(pipe: Option<Pipe>, max: usize, stream: Stream) -> Self {
+        Capture {
             pipe,
             kept: TailBuffer::new(max),
             decoder: Utf8Stream::default(),
             stream,
-        })
+        }
     }
 
     fn accept(&mut self, bytes: &[u8], sink: Option<&dyn OutputSink>) {
@@ -153,34 +163,6 @@ impl Capture {
     }
 }
 
-type OwnedPipe = std::os::fd::OwnedFd;
-
-/// Kills the whole group and reaps the leader if a run is dropped before it finished (its
-/// future cancelled from outside), so that no path leaves processes behind.
-struct GroupGuard {
-    pid: i32,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let pid = self.pid;
-            // The leader dies at once from SIGKILL; reap it off this thread all the same.
-            std::thread::spawn(move || release(pid));
-        }
-    }
-}
-
-/// End what is left of the group, forget it, then reap its leader. Until the reap the leader
-/// is at least a zombie, so its pid (the group id) cannot have been reused by an unrelated
-/// process when the group is killed or when the watcher is told to forget it.
-fn release(pid: i32) -> std::io::Result<(ExitStatus, Usage)> {
-    unix::kill_group(pid, Signal::KILL);
-    crate::orphans::unwatch(pid);
-    unix::reap(pid)
-}
-
 /// Run `cmd` to completion. Errors are for what prevented the run (spawn failure,
 /// cancellation); a non-zero exit is an [`Outcome`].
 pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
@@ -198,30 +180,16 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
             None => command.env_remove(key),
         };
     }
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| Error::spawn(&e, cmd.program))?;
-    let pid = child.id() as i32;
-    crate::orphans::watch(pid);
-    let mut guard = GroupGuard { pid, armed: true };
-    let internal = |e: std::io::Error| {
-        Error::Internal(format!("cannot read the output of {}: {e}", cmd.program))
-    };
-    let mut out = Capture::new(
-        child.stdout.take().map(Into::into),
-        controls.max_buffer,
-        Stream::Stdout,
-    )
-    .map_err(internal)?;
-    let mut err = Capture::new(
-        child.stderr.take().map(Into::into),
-        controls.max_buffer,
-        Stream::Stderr,
-    )
-    .map_err(internal)?;
-    let mut exit = unix::ExitWatch::new(pid);
+    let (mut child, stdout, stderr) = sys::Child::spawn(command).map_err(|e| match e {
+        SpawnError::Start(e) => Error::spawn(&e, cmd.program),
+        // Spawned, but its pipes could not be set up (the child is already killed again).
+        SpawnError::Pipes(e) => {
+            Error::Internal(format!("cannot read the output of {}: {e}", cmd.program))
+        }
+    })?;
+    let mut out = Capture::new(stdout, controls.max_buffer, Stream::Stdout);
+    let mut err = Capture::new(stderr, controls.max_buffer, Stream::Stderr);
 
     let far = started + Duration::from_secs(86400 * 365);
     let timeout_at = controls.timeout.map(|t| started + t);
@@ -238,12 +206,11 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         tokio::select! {
             biased;
             _ = cancelled(cmd.cancel) => {
-                unix::kill_group(pid, Signal::KILL);
+                child.signal(Signal::KILL);
                 if exited_at.is_none() {
-                    exit.exited().await;
+                    child.exited().await;
                 }
-                guard.armed = false;
-                let _ = release(pid);
+                let _ = child.finish();
                 return Err(Error::Aborted);
             }
             read = read_some(&mut out.pipe, &mut out_buf) => match read {
@@ -254,21 +221,21 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 Some(n) => err.accept(&err_buf[..n], cmd.sink),
                 None => err.close(cmd.sink),
             },
-            _ = exit.exited(), if exited_at.is_none() => {
+            _ = child.exited(), if exited_at.is_none() => {
                 let now = Instant::now();
                 exited_at = Some(now);
                 drain_until = Some(now + DRAIN_GRACE);
             }
             _ = sleep_until(timeout_at.unwrap_or(far).into()), if timeout_at.is_some() && !timed_out && exited_at.is_none() => {
                 timed_out = true;
-                unix::kill_group(pid, controls.kill_signal);
+                child.signal(controls.kill_signal);
                 if controls.kill_signal != Signal::KILL {
                     hard_kill_at = Some(Instant::now() + controls.kill_grace);
                 }
             }
             _ = sleep_until(hard_kill_at.unwrap_or(far).into()), if hard_kill_at.is_some() && exited_at.is_none() => {
                 hard_kill_at = None;
-                unix::kill_group(pid, Signal::KILL);
+                child.signal(Signal::KILL);
             }
             _ = sleep_until(drain_until.unwrap_or(far).into()), if drain_until.is_some() => {
                 if drain_killed {
@@ -278,7 +245,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                     // A helper left behind still holds a pipe: end the group, then collect
                     // whatever it wrote before dying.
                     drain_killed = true;
-                    unix::kill_group(pid, Signal::KILL);
+                    child.signal(Signal::KILL);
                     drain_until = Some(Instant::now() + DRAIN_AFTER_KILL);
                 }
             }
@@ -287,9 +254,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
     // Nothing of the group outlives the run.
-    guard.armed = false;
-    let (status, usage) = match release(pid) {
-        Ok((status, usage)) => (status, Some(usage)),
+    let (status, usage) = match child.finish() {
+        Ok(finished) => finished,
         Err(e) => {
             return Err(Error::Internal(format!(
                 "cannot collect the exit status of {}: {e}",
@@ -321,10 +287,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
 
 /// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a
 /// read error, which ends the stream just the same). Never resolves for a closed pipe.
-async fn read_some(
-    pipe: &mut Option<tokio::net::unix::pipe::Receiver>,
-    buf: &mut Vec<u8>,
-) -> Option<usize> {
+async fn read_some(pipe: &mut Option<Pipe>, buf: &mut Vec<u8>) -> Option<usize> {
     buf.clear();
     match pipe {
         Some(pipe) => match pipe.read_buf(buf).await {
@@ -366,7 +329,8 @@ mod tests {
             (3, "out\n", "err\n")
         );
         assert_eq!(o.signal, None);
-        assert!(o.usage.is_some());
+        // Resource use comes from wait4, which the portable backend does not have.
+        assert_eq!(o.usage.is_some(), cfg!(all(unix, not(feature = "portable-process"))));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! The Linux/Unix system calls behind a run: process-group signals, exit notification
-//! without reaping, and `wait4` for the exit status and resource use.
+//! The Unix side of a run: the command in a process group of its own, spawned with
+//! `posix_spawn`; exit noticed through a pidfd without reaping; every signal sent to the
+//! whole group; `wait4` for the exit status and resource use.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -7,11 +8,83 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
-use super::{ExitStatus, Signal, Usage};
+use super::{ExitStatus, Pipe, Signal, SpawnError, Usage};
+
+/// A running command and its process group (the group id is the leader's pid).
+pub struct Child {
+    pid: i32,
+    exit: ExitWatch,
+    /// Until `finish`, dropping the child kills its group (a run cancelled from outside).
+    finished: bool,
+}
+
+impl Child {
+    /// Spawn `command` as the leader of a new process group and register the group, so that
+    /// it is killed if this process dies (see `crate::orphans`).
+    pub fn spawn(
+        mut command: std::process::Command,
+    ) -> Result<(Child, Option<Pipe>, Option<Pipe>), SpawnError> {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut spawned = command.spawn().map_err(SpawnError::Start)?;
+        let pid = spawned.id() as i32;
+        crate::orphans::watch(pid);
+        let child = Child {
+            pid,
+            exit: ExitWatch::new(pid),
+            finished: false,
+        };
+        let pipe = |fd: Option<OwnedFd>| -> io::Result<Option<Pipe>> {
+            match fd {
+                Some(fd) => Ok(Some(Box::new(
+                    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
+                ))),
+                None => Ok(None),
+            }
+        };
+        let stdout = pipe(spawned.stdout.take().map(Into::into)).map_err(SpawnError::Pipes)?;
+        let stderr = pipe(spawned.stderr.take().map(Into::into)).map_err(SpawnError::Pipes)?;
+        Ok((child, stdout, stderr))
+    }
+
+    /// Resolves once the leader has exited (it stays unreaped until `finish`). Cancel-safe.
+    pub async fn exited(&mut self) {
+        self.exit.exited().await
+    }
+
+    /// Send `signal` to the whole group.
+    pub fn signal(&mut self, signal: Signal) {
+        kill_group(self.pid, signal);
+    }
+
+    /// End what is left of the group, forget it, then reap the leader. Until the reap the
+    /// leader is at least a zombie, so its pid (the group id) cannot have been reused by an
+    /// unrelated process when the group is killed or forgotten. Call after `exited`.
+    pub fn finish(mut self) -> io::Result<(ExitStatus, Option<Usage>)> {
+        self.finished = true;
+        release(self.pid).map(|(status, usage)| (status, Some(usage)))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.finished {
+            let pid = self.pid;
+            // The leader dies at once from SIGKILL; reap it off this thread all the same.
+            kill_group(pid, Signal::KILL);
+            std::thread::spawn(move || release(pid));
+        }
+    }
+}
+
+fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
+    kill_group(pid, Signal::KILL);
+    crate::orphans::unwatch(pid);
+    reap(pid)
+}
 
 /// Send `signal` to every process in the group led by `pgid`. A group that is already gone
 /// is not an error.
-pub fn kill_group(pgid: i32, signal: Signal) {
+fn kill_group(pgid: i32, signal: Signal) {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
     unsafe {
         libc::kill(-pgid, signal.0);
@@ -21,7 +94,7 @@ pub fn kill_group(pgid: i32, signal: Signal) {
 /// Becomes ready when a child has exited, without reaping it: while the exited leader is a
 /// zombie its pid, and so its process-group id, cannot be reused, which keeps every later
 /// group kill aimed at the right processes.
-pub enum ExitWatch {
+enum ExitWatch {
     /// Linux 5.3+: a pidfd is readable once the process has exited.
     Pidfd(AsyncFd<OwnedFd>),
     /// Elsewhere: poll `waitid(WNOWAIT)` with a growing interval.
@@ -29,7 +102,7 @@ pub enum ExitWatch {
 }
 
 impl ExitWatch {
-    pub fn new(pid: i32) -> Self {
+    fn new(pid: i32) -> Self {
         #[cfg(target_os = "linux")]
         {
             // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
@@ -53,7 +126,7 @@ impl ExitWatch {
     }
 
     /// Resolves once the process has exited. Cancel-safe.
-    pub async fn exited(&mut self) {
+    async fn exited(&mut self) {
         match self {
             ExitWatch::Pidfd(fd) => {
                 // Readiness is level-triggered here: an exited process stays readable.
@@ -78,11 +151,16 @@ fn has_exited(pid: i32) -> bool {
     // SAFETY: valid pointer to a zeroed siginfo_t.
     let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
     // With WNOHANG, si_pid stays 0 while the child runs; an error means it is gone already.
-    rc != 0 || unsafe { info.si_pid() } != 0
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: waitid filled in the child fields (or left the zeroed struct).
+    let pid = unsafe { info.si_pid() };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let pid = info.si_pid;
+    rc != 0 || pid != 0
 }
 
 /// Reap `pid` (blocking until it exits) and return its status and resource use.
-pub fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
+fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it in.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
