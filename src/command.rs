@@ -162,6 +162,22 @@ pub fn quote_command(program: &str, args: &[String]) -> Result<String, CommandEr
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_program_and_arguments_survive_quoting(
+            program in "[^\\x00]{1,12}",
+            args in proptest::collection::vec("[^\\x00]{0,12}", 0..6),
+        ) {
+            let parsed = parse_command(&quote_command(&program, &args).unwrap()).unwrap();
+            proptest::prop_assert_eq!((parsed.program, parsed.args), (program, args));
+        }
+
+        #[test]
+        fn parsing_never_panics(input in "\\PC{0,40}|[ \"'\\\\a-c]{0,20}") {
+            let _ = parse_command(&input);
+        }
+    }
+
     #[test]
     fn quoting_round_trips() {
         let words = [

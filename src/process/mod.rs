@@ -330,7 +330,10 @@ mod tests {
         );
         assert_eq!(o.signal, None);
         // Resource use comes from wait4, which the portable backend does not have.
-        assert_eq!(o.usage.is_some(), cfg!(all(unix, not(feature = "portable-process"))));
+        assert_eq!(
+            o.usage.is_some(),
+            cfg!(all(unix, not(feature = "portable-process")))
+        );
     }
 
     #[tokio::test]

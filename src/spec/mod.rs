@@ -267,6 +267,74 @@ mod tests {
         plan(json.as_bytes(), "job.json", chunk)
     }
 
+    /// Arbitrary JSON documents, as text.
+    fn json_documents() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            (-1e6f64..1e6).prop_map(|n| serde_json::json!(n)),
+            "\\PC{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z]{0,4}", inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+        .prop_map(|v| {
+            if v.is_object() {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                v.to_string()
+            }
+        })
+    }
+
+    fn scanner_accepts(text: &str) -> bool {
+        let mut s = scan::Scanner::new(text.as_bytes());
+        s.value().is_ok() && {
+            s.ws();
+            s.at_end()
+        }
+    }
+
+    proptest::proptest! {
+        /// Every document serde_json writes is accepted; with one byte cut out, the scanner
+        /// still agrees with serde_json on whether it is JSON.
+        #[test]
+        fn the_scanner_agrees_with_serde_json_on_real_documents(doc in json_documents(), cut in proptest::num::usize::ANY) {
+            proptest::prop_assert!(scanner_accepts(&doc), "{}", doc);
+            let mut bytes = doc.into_bytes();
+            bytes.remove(cut % bytes.len());
+            if let Ok(text) = String::from_utf8(bytes) {
+                let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+                proptest::prop_assert_eq!(scanner_accepts(&text), theirs, "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_give_an_error_or_a_plan_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = plan(&bytes, "fuzz", 0);
+        }
+
+        #[test]
+        fn json_like_text_gives_an_error_or_a_plan_never_a_panic(text in "[\\[\\]{}:,\" 0-9a-z.\\\\-]{0,80}") {
+            let _ = plan(text.as_bytes(), "fuzz", 0);
+        }
+
+        /// The scanner accepts exactly the documents serde_json accepts (from an alphabet
+        /// without `\\u`, whose lone surrogates JSON.parse takes and serde_json refuses).
+        #[test]
+        fn the_scanner_agrees_with_serde_json(text in "[\\[\\]{}:, \"0-9a.eE+\\-tfrnl\\\\]{0,40}") {
+            let ours = scanner_accepts(&text);
+            let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+            proptest::prop_assert_eq!(ours, theirs, "{:?}", text);
+        }
+    }
+
     #[test]
     fn lean_spec_finds_the_chunk() {
         let p = plan_of(
