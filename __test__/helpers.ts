@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -86,3 +87,40 @@ export async function eventually(check: () => boolean, ms = 5000): Promise<boole
 }
 
 export { existsSync }
+
+/**
+ * Write `__test__/consumer.ts` into `dir`, importing the package by `name`, with a tsconfig
+ * that sees only `dir` (and this repository's @types/node); return a function that runs
+ * `tsc` there and gives its diagnostics ('' when clean). `extra` is appended to the file.
+ */
+export function consumerProject(dir: string, name: string): { source: string; typecheck: (extra?: string) => string } {
+  const root = join(__dirname, '..')
+  const source = readFileSync(join(__dirname, 'consumer.ts'), 'utf8').replace("'../index.js'", `'${name}'`)
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noEmit: true,
+        typeRoots: [join(root, 'node_modules', '@types')],
+        types: ['node'],
+      },
+      files: ['consumer.ts'],
+    }),
+  )
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+  const typecheck = (extra = '') => {
+    writeFileSync(join(dir, 'consumer.ts'), `${source}${extra}`)
+    try {
+      execFileSync(process.execPath, [tsc, '-p', dir], { cwd: dir, encoding: 'utf8' })
+      return ''
+    } catch (e) {
+      // tsc prints its diagnostics on stdout.
+      return String((e as { stdout?: string }).stdout ?? e)
+    }
+  }
+  return { source, typecheck }
+}

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { cleanup, specOf, tempDir, writeSpec } from './helpers'
+import { cleanup, consumerProject, specOf, tempDir, writeSpec } from './helpers'
 
 const root = resolve(__dirname, '..')
 const name = '@helios-project/worker-runtime'
@@ -46,37 +46,10 @@ describe('as a dependency', () => {
   })
 
   it('type-checks a consumer written like the infrastructure package, with no casts', () => {
-    const consumer = readFileSync(join(__dirname, 'consumer.ts'), 'utf8').replace("'../index.js'", `'${name}'`)
-    expect(consumer).not.toMatch(/ as (unknown|any)\b/)
-    writeFileSync(join(project, 'consumer.ts'), consumer)
-    writeFileSync(
-      join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noEmit: true,
-          typeRoots: [join(root, 'node_modules', '@types')],
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    )
-    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
-    // tsc prints its diagnostics on stdout.
-    const typecheck = () => {
-      try {
-        execFileSync(process.execPath, [tsc, '-p', project], { cwd: project, encoding: 'utf8' })
-        return ''
-      } catch (e) {
-        return String((e as { stdout?: string }).stdout ?? e)
-      }
-    }
+    const { source, typecheck } = consumerProject(project, name)
+    expect(source).not.toMatch(/ as (unknown|any)\b/)
     expect(typecheck()).toBe('')
     // The check can fail: a wrong type is caught.
-    writeFileSync(join(project, 'consumer.ts'), `${consumer}\nexport const wrong: string = 0 as number\n`)
-    expect(typecheck()).toMatch(/TS2322/)
+    expect(typecheck('\nexport const wrong: string = 0 as number\n')).toMatch(/TS2322/)
   })
 })

@@ -2,12 +2,12 @@
 // install both tarballs into a fresh project that cannot see the source tree (offline, so
 // nothing comes from a registry), and use the package there.
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import pkg from '../package.json'
-import { cleanup, specOf, tempDir, writeSpec } from './helpers'
+import { cleanup, consumerProject, specOf, tempDir, writeSpec } from './helpers'
 
 const root = resolve(__dirname, '..')
 const platform = 'linux-x64-gnu'
@@ -64,25 +64,7 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
     expect(sh('npx', ['--offline', 'helios-worker', '--version'], dir).trim()).toBe(pkg.version)
     expect(sh('npx', ['--offline', 'helios-worker', spec, '0'], dir).trim()).toBe('installed')
 
-    const consumer = readFileSync(join(__dirname, 'consumer.ts'), 'utf8').replace("'../index.js'", `'${pkg.name}'`)
-    writeFileSync(join(dir, 'consumer.ts'), consumer)
-    writeFileSync(
-      join(dir, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          noEmit: true,
-          typeRoots: [join(root, 'node_modules', '@types')],
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    )
-    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
-    expect(sh(process.execPath, [tsc, '-p', dir], dir)).toBe('')
+    expect(consumerProject(dir, pkg.name).typecheck()).toBe('')
   })
 
   it('says which platform and which package when the binary is missing', () => {
