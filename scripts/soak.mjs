@@ -82,7 +82,8 @@ const wrong = []
 let next = 0
 let baseline = null
 const started = performance.now()
-const warmUp = Math.min(1000, Math.floor(total / 10))
+// Warm-up: the first quarter of the runs, while V8 and the allocator grow to their working size.
+const warmUp = Math.floor(total / 4)
 
 async function worker() {
   while (next < total) {

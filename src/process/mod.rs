@@ -31,7 +31,10 @@ pub const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 /// After that kill, how long to wait for the pipes to close before giving up on them (a
 /// process outside the group may hold them).
 const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
-const READ_BUFFER: usize = 64 * 1024;
+/// Each stream is read into a buffer that starts small (most commands say little, and a
+/// server may run hundreds at once) and grows while reads keep filling it.
+const READ_BUFFER_FIRST: usize = 4 * 1024;
+const READ_BUFFER_MAX: usize = 64 * 1024;
 
 /// Which output stream a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +202,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let mut drain_until: Option<Instant> = None;
     let mut drain_killed = false;
     // Read into spare capacity: no zeroing of buffers most runs barely touch.
-    let mut out_buf = Vec::with_capacity(READ_BUFFER);
-    let mut err_buf = Vec::with_capacity(READ_BUFFER);
+    let mut out_buf = Vec::with_capacity(READ_BUFFER_FIRST);
+    let mut err_buf = Vec::with_capacity(READ_BUFFER_FIRST);
 
     while exited_at.is_none() || out.pipe.is_some() || err.pipe.is_some() {
         tokio::select! {
@@ -288,6 +291,10 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
 /// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a
 /// read error, which ends the stream just the same). Never resolves for a closed pipe.
 async fn read_some(pipe: &mut Option<Pipe>, buf: &mut Vec<u8>) -> Option<usize> {
+    if buf.len() == buf.capacity() && buf.capacity() < READ_BUFFER_MAX {
+        // The last read filled the buffer: the stream is talkative.
+        buf.reserve_exact(READ_BUFFER_MAX - buf.len());
+    }
     buf.clear();
     match pipe {
         Some(pipe) => match pipe.read_buf(buf).await {
