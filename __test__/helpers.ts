@@ -67,8 +67,18 @@ export const json =
     res.end(typeof body === 'string' ? body : JSON.stringify(body))
   }
 
-/** Whether a process exists (signal 0 probes without sending anything). */
+/** Whether a process is running: on Linux a zombie (dead, not yet reaped by whoever inherited
+ * it) does not count; elsewhere signal 0 probes for the pid. */
 export function alive(pid: number): boolean {
+  if (process.platform === 'linux') {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+      return state !== 'Z' && state !== 'X'
+    } catch {
+      return false
+    }
+  }
   try {
     process.kill(pid, 0)
     return true

@@ -3,20 +3,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
-import { cleanup, eventually, existsSync, sleep, specOf, tempDir, writeSpec } from './helpers'
+import { alive, cleanup, eventually, existsSync, sleep, specOf, tempDir, writeSpec } from './helpers'
 
 afterAll(cleanup)
-
-/** Running, as opposed to gone or a zombie waiting for whoever inherited it. */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return false
-  }
-}
 
 const addon = resolve(__dirname, '..', 'index.js')
 
@@ -53,9 +42,9 @@ describe.skipIf(process.platform !== 'linux')('no process outlives the Node proc
     })
     const child = Number(readFileSync(join(dir, 'child.pid'), 'utf8'))
     const grandchild = Number(readFileSync(join(dir, 'grandchild.pid'), 'utf8'))
-    expect(running(child) || !killWith).toBe(true)
+    expect(alive(child) || !killWith).toBe(true)
     if (killWith) node.kill(killWith as NodeJS.Signals)
-    expect(await eventually(() => !running(child) && !running(grandchild), 5000)).toBe(true)
+    expect(await eventually(() => !alive(child) && !alive(grandchild), 5000)).toBe(true)
     await sleep(2500)
     expect(existsSync(marker)).toBe(false)
   })
