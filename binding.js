@@ -838,4 +838,3 @@ module.exports = nativeBinding
 module.exports.WorkerRuntime = nativeBinding.WorkerRuntime
 module.exports.parseCommand = nativeBinding.parseCommand
 module.exports.quoteCommand = nativeBinding.quoteCommand
-module.exports.diagnostics = nativeBinding.diagnostics

@@ -1,38 +1,53 @@
-// @helios-project/worker-runtime: loads the native binding for this platform. binding.js is
-// the loader `napi build` generates; this file only turns its failure into an error that says
-// which platform this is and which package to install.
+// @helios-project/worker-runtime: the native binding for this platform, behind a JavaScript
+// entry that checks arguments as Node's own APIs do (see lib/). binding.js is the loader
+// `napi build` generates.
 'use strict'
 
-const PACKAGE = '@helios-project/worker-runtime'
-const SUPPORTED = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64', 'win32-x64-msvc']
+const { makeRuntime } = require('./lib/worker-runtime.js')
+const v = require('./lib/validate.js')
 
-function isMusl() {
+const PACKAGE = '@helios-project/worker-runtime'
+
+function loadBinding() {
   try {
-    const report = process.report && process.report.getReport()
-    return Boolean(report && report.header && !report.header.glibcVersionRuntime)
-  } catch {
-    return false
+    return require('./binding.js')
+  } catch (error) {
+    // The generated loader reports every candidate it tried in a chain of causes. Only when
+    // all of them were simply missing is this "not installed"; any other failure (a GLIBC too
+    // old, an ABI mismatch) is the real cause and is thrown as it is.
+    const tried = []
+    for (let cause = error?.cause; cause; cause = cause.cause) tried.push(cause)
+    const real = tried.find((e) => !String(e.message).startsWith('Cannot find module'))
+    if (!String(error?.message).startsWith('Cannot find native binding') || real) throw real ?? error
+    const packages = tried.map((e) => new RegExp(`'(${PACKAGE}-[^'/]+)'`).exec(e.message)?.[1]).filter(Boolean)
+    const wanted = packages.find((name) => !name.includes('-wasm32-'))
+    const platform = wanted ? wanted.slice(PACKAGE.length + 1) : `${process.platform}-${process.arch}`
+    const advice = wanted
+      ? `Install its binary package: npm install ${wanted} (it is an optional dependency of ${PACKAGE}; ` +
+        "an install with --omit=optional, --no-optional or from another platform's lockfile skips it)."
+      : 'There is no prebuilt binary for this platform; build from source with a Rust toolchain: npm run build.'
+    const missing = new Error(`${PACKAGE} could not load its native binary for ${platform}. ${advice}`)
+    missing.code = 'ERR_NATIVE_BINARY_NOT_FOUND'
+    missing.cause = error
+    throw missing
   }
 }
 
-function platformName() {
-  const { platform, arch } = process
-  if (platform === 'linux') return `${platform}-${arch}-${isMusl() ? 'musl' : 'gnu'}`
-  if (platform === 'win32') return `${platform}-${arch}-msvc`
-  return `${platform}-${arch}`
+const native = loadBinding()
+
+/** Split a command string into a program and its arguments exactly as `run` does. */
+function parseCommand(command) {
+  return native.parseCommand(v.validateString(command, 'command'))
 }
 
-try {
-  module.exports = require('./binding.js')
-} catch (cause) {
-  const platform = platformName()
-  const advice = SUPPORTED.includes(platform)
-    ? `Install its binary package: npm install ${PACKAGE}-${platform} (it is an optional dependency of ${PACKAGE}; ` +
-      'an install with --omit=optional, --no-optional or from another platform\'s lockfile skips it).'
-    : `This platform is not supported; prebuilt binaries exist for ${SUPPORTED.join(', ')}. ` +
-      'Build from source with a Rust toolchain: npm run build.'
-  const error = new Error(`${PACKAGE} could not load its native binary for ${platform}. ${advice}`)
-  error.code = 'ERR_NATIVE_BINARY_NOT_FOUND'
-  error.cause = cause
-  throw error
+/** Join a program and its arguments into a command string that `parseCommand` splits back. */
+function quoteCommand(program, args) {
+  v.validateString(program, 'program')
+  if (args != null && !Array.isArray(args)) throw v.invalidType('args', 'an array of strings', args)
+  return native.quoteCommand(program, args == null ? undefined : [...args].map((word, i) => v.validateString(word, `args[${i}]`)))
 }
+
+// Assigned one by one, so that Node's CommonJS lexer sees the names and ESM can import them.
+exports.WorkerRuntime = makeRuntime(native)
+exports.parseCommand = parseCommand
+exports.quoteCommand = quoteCommand

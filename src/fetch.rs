@@ -4,9 +4,10 @@
 //! size limit enforced while the body arrives.
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -22,11 +23,12 @@ pub struct FetchConfig {
     pub retry_base: Duration,
     /// No backoff (nor `Retry-After` wait) is longer than this.
     pub retry_max: Duration,
-    pub connect_timeout: Duration,
+    /// `None`: no limit, for this and the two timeouts below.
+    pub connect_timeout: Option<Duration>,
     /// The most one attempt may take, body included.
-    pub timeout: Duration,
+    pub timeout: Option<Duration>,
     /// The longest the body may stall between two pieces.
-    pub idle_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
     /// The largest spec accepted, from the network (after decompression) or from a file.
     pub max_spec_bytes: u64,
     pub headers: HeaderMap,
@@ -40,9 +42,9 @@ impl Default for FetchConfig {
             retries: 3,
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Some(Duration::from_secs(10)),
+            timeout: Some(Duration::from_secs(60)),
+            idle_timeout: Some(Duration::from_secs(30)),
             max_spec_bytes: 64 * 1024 * 1024,
             headers: HeaderMap::new(),
             ca_certificates: Vec::new(),
@@ -135,8 +137,10 @@ impl HttpFetcher {
                 let mut builder = reqwest::Client::builder()
                     .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
                     .default_headers(config.headers.clone())
-                    .connect_timeout(config.connect_timeout)
                     .redirect(reqwest::redirect::Policy::limited(10));
+                if let Some(limit) = config.connect_timeout {
+                    builder = builder.connect_timeout(limit);
+                }
                 if !config.ca_certificates.is_empty() {
                     builder = builder.tls_certs_merge(config.ca_certificates.iter().cloned());
                 }
@@ -175,18 +179,15 @@ impl HttpFetcher {
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>) -> Result<(), Failure> {
         let client = self.client().map_err(Failure::Final)?;
-        let timeout = self.config.timeout;
         body.clear();
-        match tokio::time::timeout(timeout, self.request(client, url, body)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Network {
-                cause: format!(
-                    "timed out after {} ms (fetch.timeoutMs)",
-                    timeout.as_millis()
-                ),
-                retryable: true,
-            }),
-        }
+        within(self.config.timeout, self.request(client, url, body))
+            .await
+            .unwrap_or_else(|limit| {
+                Err(Failure::Network {
+                    cause: format!("timed out after {limit} ms (fetch.timeoutMs)"),
+                    retryable: true,
+                })
+            })
     }
 
     async fn request(
@@ -205,7 +206,12 @@ impl HttpFetcher {
             let reason = response
                 .extensions()
                 .get::<hyper::ext::ReasonPhrase>()
-                .and_then(|r| std::str::from_utf8(r.as_bytes()).ok().map(str::to_owned))
+                .map(|r| match std::str::from_utf8(r.as_bytes()) {
+                    Ok(text) => text.to_owned(),
+                    // HTTP/1.1 reason phrases are ISO-8859-1 when not ASCII.
+                    Err(_) => r.as_bytes().iter().map(|&b| char::from(b)).collect(),
+                })
+                .filter(|reason| !reason.trim().is_empty())
                 .or_else(|| status.canonical_reason().map(str::to_owned))
                 .unwrap_or_default();
             let retry_after = matches!(status.as_u16(), 429 | 503)
@@ -218,20 +224,24 @@ impl HttpFetcher {
             });
         }
         let limit = self.config.max_spec_bytes;
-        let too_large = || Failure::Final(crate::source::too_large(url.as_str(), limit));
+        let too_large = || {
+            Failure::Final(Error::TooLarge {
+                source_name: url.to_string(),
+                limit,
+            })
+        };
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(too_large());
         }
         body.reserve(response.content_length().unwrap_or(0).min(limit) as usize);
         let idle = self.config.idle_timeout;
         loop {
-            let piece = match tokio::time::timeout(idle, response.chunk()).await {
+            let piece = match within(idle, response.chunk()).await {
                 Ok(piece) => piece.map_err(network_failure)?,
-                Err(_) => {
+                Err(limit) => {
                     return Err(Failure::Network {
                         cause: format!(
-                            "the body stalled: no data for {} ms (fetch.idleTimeoutMs)",
-                            idle.as_millis()
+                            "the body stalled: no data for {limit} ms (fetch.idleTimeoutMs)"
                         ),
                         retryable: true,
                     })
@@ -276,90 +286,78 @@ fn full_jitter(base: Duration, max: Duration, attempt: u32) -> Duration {
     ceiling.mul_f64((random % 1_000_001) as f64 / 1_000_000.0)
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// `Retry-After` as seconds or as an HTTP date (any of the three formats RFC 9110 accepts).
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = parse_http_date(value)?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to use.
-fn parse_http_date(text: &str) -> Option<SystemTime> {
-    let rest = text.split_once(", ")?.1;
-    let parts: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = parts[..] else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as i64
-        + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms[..] else { return None };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + s;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Classify a failed request: a few words on the cause, whether another attempt may help.
-fn network_failure(e: reqwest::Error) -> Failure {
-    let mut chain = Vec::new();
-    let mut io_kind = None;
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind = Some(io.kind());
-        }
-        chain.push(s.to_string());
-        source = s.source();
+/// Run `work` within `limit` (`None`: no limit); `Err` carries the limit in milliseconds.
+async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Result<T, u128> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| limit.as_millis()),
+        None => Ok(work.await),
     }
-    let detail = chain.last().cloned().unwrap_or_else(|| e.to_string());
-    let lower = chain.join(": ").to_ascii_lowercase();
+}
+
+/// Classify a failed request by the types in its error chain: a few words on the cause, and
+/// whether another attempt may help.
+fn network_failure(e: reqwest::Error) -> Failure {
     use std::io::ErrorKind::*;
+    let mut io_kind = None;
+    let mut tls = false;
+    let mut incomplete = false;
+    let mut detail = None;
+    // The source chain, and inside each io::Error the error it wraps (an io::Error's
+    // `source` skips it), which is where rustls and the socket put the real cause.
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> =
+        std::error::Error::source(&e).into_iter().collect();
+    while let Some(s) = pending.pop() {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() != Other {
+                io_kind = Some(io.kind());
+            }
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
+            }
+        }
+        tls |= s.downcast_ref::<rustls::Error>().is_some();
+        incomplete |= s
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed());
+        detail = Some(s.to_string());
+        pending.extend(s.source());
+    }
     let (what, retryable) = if e.is_redirect() {
         ("too many redirects (more than 10)", false)
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
+    } else if tls {
         ("TLS error", false)
-    } else if e.is_timeout() {
+    } else if e.is_timeout() || io_kind == Some(TimedOut) {
         ("timed out", true)
     } else if io_kind == Some(ConnectionRefused) {
         ("connection refused", true)
-    } else if matches!(
-        io_kind,
-        Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
-    ) || lower.contains("connection reset")
-        || lower.contains("connection closed")
-        || lower.contains("incomplete")
+    } else if incomplete
+        || matches!(
+            io_kind,
+            Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+        )
     {
+        // A TLS peer that closes without close_notify lands here too: the body was cut off.
         ("connection reset", true)
-    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        ("DNS lookup failed", true)
-    } else if e.is_body() || e.is_decode() {
-        ("the response body could not be read", true)
     } else if e.is_connect() {
         ("could not connect", true)
+    } else if e.is_body() || e.is_decode() {
+        ("the response body could not be read", true)
     } else {
         ("request failed", false)
     };
+    let detail = detail.unwrap_or_else(|| e.to_string());
     let cause = if e.is_redirect() || detail.eq_ignore_ascii_case(what) {
         what.to_owned()
     } else {
@@ -401,15 +399,16 @@ mod tests {
             Some(Duration::ZERO),
             "a date in the past means now"
         );
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(UNIX_EPOCH + Duration::from_secs(784_111_777))
-        );
-        assert_eq!(
-            parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_709_164_800))
-        );
-        assert_eq!(parse_http_date("tomorrow"), None);
+        for obsolete in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(obsolete));
+            assert_eq!(
+                parse_retry_after(&headers),
+                Some(Duration::ZERO),
+                "{obsolete}"
+            );
+        }
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("tomorrow"));
+        assert_eq!(parse_retry_after(&headers), None);
     }
 
     #[test]

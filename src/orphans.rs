@@ -67,6 +67,9 @@ impl Watcher {
         command
             .args(["-c", SCRIPT, "helios-worker-runtime-watcher"])
             .arg(&registry)
+            // Never read this process's environment from here: Node may be writing it.
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -1,51 +1,47 @@
-//! `run()`: load → validate → assets → find chunk → execute, in the order of CONTRACT §2.
+//! `run()`: load → validate → assets → find chunk → execute, in the order the TypeScript
+//! runtime reports its errors.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::task::Poll;
 
-use crate::cancel::{cancelled, CancelToken};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
 use crate::command::parse_command;
 use crate::error::{Error, ExternalError};
 use crate::fetch::FetchConfig;
+use crate::job;
 use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
 use crate::source::{JobSource, Loader};
-use crate::spec;
 
 /// Downloads a job's asset bundle into the workspace (the user's `ArtifactStorage`).
 pub trait AssetStore: Send + Sync {
     fn download_asset_bundle(
         &self,
-        job_id: Option<String>,
+        job_id: Option<Value>,
         remote_url: String,
         target_dir: PathBuf,
     ) -> BoxFuture<'static, Result<(), ExternalError>>;
 }
 
-/// A runtime: one workspace, one optional storage adapter, one HTTP client for every run.
+/// A runtime: one workspace, and one HTTP client for every run.
 pub struct Runtime {
     workspace: PathBuf,
-    storage: Option<Arc<dyn AssetStore>>,
     loader: Loader,
 }
 
-/// Per-run extras beyond the controls.
+/// What a run needs beyond its controls.
 #[derive(Default)]
 pub struct RunExtras {
+    pub storage: Option<Arc<dyn AssetStore>>,
     pub sink: Option<Arc<dyn OutputSink>>,
-    pub cancel: Option<CancelToken>,
+    pub cancel: CancellationToken,
 }
 
 impl Runtime {
-    pub fn new(
-        workspace: PathBuf,
-        storage: Option<Arc<dyn AssetStore>>,
-        fetch: FetchConfig,
-    ) -> Self {
+    pub fn new(workspace: PathBuf, fetch: FetchConfig) -> Self {
         Runtime {
             workspace,
-            storage,
             loader: Loader::new(fetch),
         }
     }
@@ -62,65 +58,46 @@ impl Runtime {
         controls: Controls,
         extras: RunExtras,
     ) -> Result<Outcome, Error> {
-        let cancel = extras.cancel.as_ref();
-        if cancel.is_some_and(CancelToken::is_cancelled) {
+        let cancel = &extras.cancel;
+        if cancel.is_cancelled() {
             return Err(Error::Aborted);
         }
         let prepare = async {
             let plan = self
                 .loader
-                .load(&source, move |bytes, name| {
-                    spec::plan(bytes, name, chunk_id)
-                })
+                .load(&source, move |bytes, name| job::plan(bytes, name, chunk_id))
                 .await?;
+            let mut workspace_ready = false;
             if let Some(url) = plan.assets_url {
-                let storage = self.storage.as_ref().ok_or(Error::StorageRequired)?;
+                let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&self.workspace)?;
+                workspace_ready = true;
                 storage
                     .download_asset_bundle(plan.job_id, url, self.workspace.clone())
                     .await
                     .map_err(Error::Storage)?;
             }
             let command = parse_command(&plan.command?)?;
-            ensure_workspace(&self.workspace)?;
+            if !workspace_ready {
+                ensure_workspace(&self.workspace)?;
+            }
             Ok::<_, Error>(command)
         };
         let command = tokio::select! {
             biased;
-            _ = cancelled(cancel) => return Err(Error::Aborted),
+            _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
         };
-        let sink = extras.sink.as_deref();
         process::run(process::Command {
             program: &command.program,
             args: &command.args,
             cwd: &self.workspace,
             controls: &controls,
-            sink,
+            sink: extras.sink.as_deref(),
             cancel,
         })
         .await
     }
-}
-
-/// Run `work` so that a panic anywhere in it becomes an error the caller can handle, never an
-/// abort of the host process. Polled in place: no extra task, no extra thread hop.
-pub async fn contain_panics<T>(work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Poll::Ready(Err(Error::Internal(format!("panic: {what}"))))
-            }
-        }
-    })
-    .await
 }
 
 /// Create the workspace (and its parents) when missing; refuse a path that is not a directory.
@@ -129,7 +106,7 @@ fn ensure_workspace(dir: &Path) -> Result<(), Error> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(Error::Io {
-            code: "ENOTDIR",
+            code: "ENOTDIR".into(),
             errno: -20,
             syscall: "mkdir",
             path: shown,
@@ -166,12 +143,12 @@ mod tests {
         }
     }
 
-    struct RecordingStore(Mutex<Vec<(Option<String>, String, PathBuf)>>);
+    struct RecordingStore(Mutex<Vec<(Option<Value>, String, PathBuf)>>);
 
     impl AssetStore for RecordingStore {
         fn download_asset_bundle(
             &self,
-            job_id: Option<String>,
+            job_id: Option<Value>,
             remote_url: String,
             target_dir: PathBuf,
         ) -> BoxFuture<'static, Result<(), ExternalError>> {
@@ -195,13 +172,13 @@ mod tests {
         );
         let workspace = dir.join("deep/work");
         let store = Arc::new(RecordingStore(Mutex::default()));
-        let runtime = Runtime::new(
-            workspace.clone(),
-            Some(store.clone()),
-            FetchConfig::default(),
-        );
+        let runtime = Runtime::new(workspace.clone(), FetchConfig::default());
+        let extras = RunExtras {
+            storage: Some(store.clone()),
+            ..RunExtras::default()
+        };
         let outcome = runtime
-            .run(source, 1, Controls::default(), RunExtras::default())
+            .run(source, 1, Controls::default(), extras)
             .await
             .unwrap();
         assert_eq!(outcome.stdout, "from storage");
@@ -209,7 +186,7 @@ mod tests {
         assert_eq!(
             calls,
             [(
-                Some("job-7".to_owned()),
+                Some(Value::from("job-7")),
                 "s3://b/a.zip".to_owned(),
                 workspace
             )]
@@ -220,7 +197,7 @@ mod tests {
     async fn assets_without_storage_are_refused_before_the_chunk_is_looked_up() {
         let dir = temp_dir("nostorage");
         let source = write_spec(&dir, r#"{"assetsUrl":"s3://x","chunks":[]}"#);
-        let runtime = Runtime::new(dir.join("w"), None, FetchConfig::default());
+        let runtime = Runtime::new(dir.join("w"), FetchConfig::default());
         let err = runtime
             .run(source, 3, Controls::default(), RunExtras::default())
             .await
@@ -234,7 +211,7 @@ mod tests {
         let source = write_spec(&dir, r#"{"chunks":[{"id":0,"command":"true"}]}"#);
         let file = dir.join("file");
         std::fs::write(&file, "").unwrap();
-        let runtime = Runtime::new(file.clone(), None, FetchConfig::default());
+        let runtime = Runtime::new(file.clone(), FetchConfig::default());
         let err = runtime
             .run(source, 0, Controls::default(), RunExtras::default())
             .await
@@ -244,15 +221,6 @@ mod tests {
             err.to_string().contains(&file.display().to_string()),
             "{err}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_panic_becomes_an_internal_error() {
-        let err = contain_panics(async { panic!("boom") as Result<(), Error> })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), "ERR_INTERNAL");
-        assert!(err.to_string().contains("panic: boom"), "{err}");
     }
 
     #[tokio::test]
@@ -266,13 +234,9 @@ mod tests {
                 marker.display()
             ),
         );
-        let runtime = Runtime::new(dir.clone(), None, FetchConfig::default());
-        let token = CancelToken::new();
-        token.cancel();
-        let extras = RunExtras {
-            cancel: Some(token),
-            ..RunExtras::default()
-        };
+        let runtime = Runtime::new(dir.clone(), FetchConfig::default());
+        let extras = RunExtras::default();
+        extras.cancel.cancel();
         let err = runtime
             .run(source, 0, Controls::default(), extras)
             .await

@@ -182,10 +182,11 @@ impl Loader {
     }
 }
 
-pub(crate) fn too_large(source: &str, limit: u64) -> Error {
-    Error::InvalidSpec(format!(
-        "{source} is larger than maxSpecBytes ({limit} bytes); raise fetch.maxSpecBytes if the spec is really that big"
-    ))
+fn too_large(source: &str, limit: u64) -> Error {
+    Error::TooLarge {
+        source_name: source.to_owned(),
+        limit,
+    }
 }
 
 /// Open a spec file; its size when it is a regular file (0 otherwise: read until the end).
@@ -211,7 +212,7 @@ fn read_to_end(
     bytes.clear();
     bytes.reserve(len as usize);
     // One byte past the limit tells a file that grew while being read from one that fits.
-    file.take(limit + 1)
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(&e, "read", shown))?;
     if bytes.len() as u64 > limit {

@@ -1,12 +1,290 @@
-//! The napi side: JavaScript values in, core calls, JavaScript values and errors out.
+//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. Values arrive typed and
+//! already checked by the JavaScript entry; this module converts them into the core's types,
+//! starts the run, and turns its outcome into a result or an error object.
 
-pub mod abort;
-pub mod errors;
-pub mod options;
-pub mod output;
-pub mod storage;
-pub mod values;
+mod bridge;
+mod errors;
+mod types;
 
-pub use abort::AbortHook;
-pub use output::JsOutput;
-pub use storage::JsStorage;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::fetch::FetchConfig;
+use crate::process::{Controls, Outcome, Signal};
+use crate::runtime::{AssetStore, RunExtras, Runtime};
+use crate::source::JobSource;
+use bridge::{JsOutput, RunStorage};
+pub use types::*;
+
+/// Runs one chunk of a Helios render job: fetches the job spec, downloads its assets through
+/// the storage adapter, and runs the chunk's command in the workspace.
+///
+/// One instance serves any number of concurrent `run` calls.
+#[napi]
+pub struct WorkerRuntime {
+    inner: Arc<Runtime>,
+    defaults: Controls,
+    download: Option<Arc<DownloadFn>>,
+    output: [Option<Arc<OutputFn>>; 2],
+    /// The runs that can be cancelled, by the id the JavaScript entry gave them.
+    running: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+}
+
+#[napi]
+impl WorkerRuntime {
+    /// Create a runtime. Throws a `TypeError` (`code: 'ERR_INVALID_ARG_TYPE'`, …) for a bad
+    /// config: a missing `workspaceDir`, a `storage` without a `downloadAssetBundle` function,
+    /// an invalid default option.
+    #[napi(constructor, catch_unwind)]
+    pub fn new(env: Env, config: WorkerRuntimeConfig) -> Result<Self> {
+        let fail = |e: Error| errors::to_napi(&env, e);
+        // Resolved now, so that a later process.chdir() does not move the workspace.
+        let workspace = current_dir().map_err(fail)?.join(&config.workspace_dir);
+        let fetch = fetch_config(config.fetch).map_err(fail)?;
+        let defaults = Controls::default().overlay(
+            config.timeout,
+            config.kill_signal,
+            config.kill_grace_period,
+            config.max_buffer,
+            config.env,
+        );
+        Ok(WorkerRuntime {
+            inner: Arc::new(Runtime::new(workspace, fetch)),
+            defaults,
+            download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
+            output: [config.on_stdout, config.on_stderr].map(|f| f.map(Arc::new)),
+            running: Arc::default(),
+        })
+    }
+
+    /// Run chunk `chunkId` of the job spec at `jobPath` (an http(s) URL, a `file://` URL, or a
+    /// file path) and resolve with its result once the process has exited and its output is
+    /// drained. A non-zero exit resolves; every failure to get that far rejects with an `Error`
+    /// whose `code` says what went wrong. Bad arguments reject too, before anything runs.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "jobPath: string, chunkId: number, options?: RunOptions | undefined | null",
+        ts_return_type = "Promise<WorkerResult>"
+    )]
+    pub fn run<'env>(
+        &self,
+        env: &'env Env,
+        job_path: String,
+        chunk_id: i64,
+        options: Option<RunOptions>,
+    ) -> Result<PromiseRaw<'env, WorkerResult>> {
+        let options = options.unwrap_or_default();
+        let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
+        let controls = self.defaults.clone().overlay(
+            options.timeout,
+            options.kill_signal,
+            options.kill_grace_period,
+            options.max_buffer,
+            options.env,
+        );
+        let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
+            given.map(Arc::new).or_else(|| default.clone())
+        };
+        let streams = [
+            pick(options.on_stdout, &self.output[0]),
+            pick(options.on_stderr, &self.output[1]),
+        ];
+        let run_id = options.run_id.unwrap_or(0);
+        let extras = RunExtras {
+            storage: self
+                .download
+                .clone()
+                .map(|download| Arc::new(RunStorage { download, run_id }) as Arc<dyn AssetStore>),
+            sink: streams
+                .iter()
+                .any(Option::is_some)
+                .then(|| Arc::new(JsOutput { streams }) as _),
+            cancel: CancellationToken::new(),
+        };
+        let registered = options
+            .run_id
+            .map(|id| Registered::new(&self.running, id, &extras.cancel));
+        let inner = self.inner.clone();
+        let work = async move {
+            let _registered = registered;
+            Ok(match source {
+                Ok(source) => inner.run(source, chunk_id, controls, extras).await,
+                Err(e) => Err(e),
+            })
+        };
+        env.spawn_future_with_callback(work, |env, outcome| match outcome {
+            Ok(outcome) => Ok(WorkerResult::from(outcome)),
+            Err(err) => Err(errors::to_napi(env, err)),
+        })
+    }
+
+    /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
+    #[napi(skip_typescript)]
+    pub fn cancel(&self, run_id: u32) {
+        if let Some(token) = lock(&self.running).get(&run_id) {
+            token.cancel();
+        }
+    }
+
+    /// The absolute path of the workspace every command runs in.
+    #[napi(getter)]
+    pub fn workspace_dir(&self) -> String {
+        self.inner.workspace().display().to_string()
+    }
+}
+
+/// A run's cancellation token, listed under its id for as long as the run lasts.
+struct Registered {
+    running: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+    id: u32,
+}
+
+impl Registered {
+    fn new(
+        running: &Arc<Mutex<HashMap<u32, CancellationToken>>>,
+        id: u32,
+        token: &CancellationToken,
+    ) -> Self {
+        lock(running).insert(id, token.clone());
+        Registered {
+            running: running.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.id);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn current_dir() -> std::result::Result<std::path::PathBuf, Error> {
+    std::env::current_dir().map_err(|e| Error::io(&e, "uv_cwd", "."))
+}
+
+impl Controls {
+    /// These controls with the given options laid over them (`None` keeps the current value).
+    fn overlay(
+        mut self,
+        timeout: Option<f64>,
+        kill_signal: Option<Either<String, i32>>,
+        kill_grace_period: Option<f64>,
+        max_buffer: Option<f64>,
+        env: Option<HashMap<String, String>>,
+    ) -> Self {
+        if let Some(ms) = timeout {
+            // As in child_process: 0 means no timeout.
+            self.timeout = millis(ms).filter(|t| !t.is_zero());
+        }
+        match kill_signal {
+            Some(Either::A(name)) => {
+                self.kill_signal = Signal::from_name(&name).unwrap_or(Signal::TERM)
+            }
+            Some(Either::B(number)) => self.kill_signal = Signal(number),
+            None => {}
+        }
+        if let Some(ms) = kill_grace_period {
+            self.kill_grace = millis(ms).unwrap_or(Duration::MAX);
+        }
+        if let Some(bytes) = max_buffer {
+            self.max_buffer = bytes as usize;
+        }
+        if let Some(env) = env {
+            self.env = Some(env.into_iter().collect());
+        }
+        self
+    }
+}
+
+/// Milliseconds as a duration; `None` for Infinity.
+fn millis(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
+fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfig, Error> {
+    let mut fetch = FetchConfig::default();
+    let Some(o) = options else { return Ok(fetch) };
+    // 0 means "no limit" for a timeout, as it does for `timeout` in child_process.
+    let limit = |ms: f64| millis(ms).filter(|t| !t.is_zero());
+    fetch.retries = o.retries.unwrap_or(fetch.retries);
+    fetch.retry_base = o.retry_base_ms.and_then(millis).unwrap_or(fetch.retry_base);
+    fetch.retry_max = o.retry_max_ms.and_then(millis).unwrap_or(fetch.retry_max);
+    fetch.connect_timeout = o.connect_timeout_ms.map_or(fetch.connect_timeout, limit);
+    fetch.timeout = o.timeout_ms.map_or(fetch.timeout, limit);
+    fetch.idle_timeout = o.idle_timeout_ms.map_or(fetch.idle_timeout, limit);
+    // `as` saturates: Infinity is no limit.
+    fetch.max_spec_bytes = o.max_spec_bytes.map_or(fetch.max_spec_bytes, |b| b as u64);
+    for (name, value) in o.headers.unwrap_or_default() {
+        fetch
+            .add_header(&name, &value)
+            .map_err(|why| invalid(format!("The property 'config.fetch.headers.{name}' {why}")))?;
+    }
+    for (i, pem) in o.ca_certificates.unwrap_or_default().iter().enumerate() {
+        fetch.add_ca_pem(pem).map_err(|why| {
+            invalid(format!(
+                "The property 'config.fetch.caCertificates[{i}]' is not a PEM certificate: {why}"
+            ))
+        })?;
+    }
+    Ok(fetch)
+}
+
+fn invalid(message: String) -> Error {
+    Error::invalid_arg(crate::error::ArgProblem::Value, message)
+}
+
+impl From<Outcome> for WorkerResult {
+    fn from(o: Outcome) -> Self {
+        WorkerResult {
+            exit_code: o.exit_code,
+            stdout: o.stdout,
+            stderr: o.stderr,
+            duration_ms: o.duration.as_secs_f64() * 1000.0,
+            signal: o.signal.map(|s| s.name()),
+            timed_out: o.timed_out.then_some(true),
+            stdout_truncated: o.stdout_truncated.then_some(true),
+            stderr_truncated: o.stderr_truncated.then_some(true),
+            max_rss_bytes: o.usage.map(|u| u.max_rss_bytes as f64),
+            cpu_user_ms: o.usage.map(|u| u.user_ms),
+            cpu_system_ms: o.usage.map(|u| u.system_ms),
+        }
+    }
+}
+
+/// Split a command string into a program and its arguments exactly as `run` does, without
+/// running anything: use it to check a command before shipping a spec. Throws an `Error`
+/// with `code: 'ERR_INVALID_COMMAND'` for an empty command, an unterminated quote, a
+/// trailing backslash or a NUL byte.
+#[napi(catch_unwind)]
+pub fn parse_command(env: Env, command: String) -> Result<ParsedCommand> {
+    let parsed = crate::command::parse_command(&command)
+        .map_err(|e| errors::to_napi(&env, Error::InvalidCommand(e)))?;
+    Ok(ParsedCommand {
+        command: parsed.program,
+        args: parsed.args,
+    })
+}
+
+/// Join a program and its arguments into a command string that `parseCommand` (and `run`)
+/// split back into exactly them — for orchestrators that build specs from argv, so that a
+/// file name with spaces or quotes survives. Throws `ERR_INVALID_COMMAND` for an empty
+/// program or a NUL byte, a `TypeError` for anything but strings.
+#[napi(catch_unwind)]
+pub fn quote_command(env: Env, program: String, args: Option<Vec<String>>) -> Result<String> {
+    crate::command::quote_command(&program, &args.unwrap_or_default())
+        .map_err(|e| errors::to_napi(&env, Error::InvalidCommand(e)))
+}

@@ -10,7 +10,6 @@ mod sys;
 #[path = "unix.rs"]
 mod sys;
 
-use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -19,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
 
-use crate::cancel::{cancelled, CancelToken};
-use crate::error::{Error, ExternalError};
+use crate::error::Error;
 pub use output::{TailBuffer, Utf8Stream};
 pub use signal::Signal;
 
@@ -56,10 +55,10 @@ enum SpawnError {
 }
 
 /// Receives output as it arrives. `piece` must not block; `flush` resolves once every piece
-/// handed over so far has been delivered, or with the first error a receiver raised.
+/// handed over so far has been delivered.
 pub trait OutputSink: Send + Sync {
     fn piece(&self, stream: Stream, text: String);
-    fn flush(&self) -> BoxFuture<'_, Result<(), ExternalError>>;
+    fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
 /// The limits and environment of one run.
@@ -70,8 +69,10 @@ pub struct Controls {
     pub kill_grace: Duration,
     /// Bytes kept per stream (the most recent ones).
     pub max_buffer: usize,
-    /// Laid over the inherited environment; `None` removes the variable.
-    pub env: Vec<(OsString, Option<OsString>)>,
+    /// The command's whole environment, taken on the JavaScript thread when `run` was called
+    /// (Node may change its own at any moment, and reading it from another thread is a data
+    /// race that crashes). `None` inherits this process's: for tests only.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 impl Default for Controls {
@@ -81,7 +82,7 @@ impl Default for Controls {
             kill_signal: Signal::TERM,
             kill_grace: Duration::from_millis(5000),
             max_buffer: 16 * 1024 * 1024,
-            env: Vec::new(),
+            env: None,
         }
     }
 }
@@ -124,7 +125,7 @@ pub struct Command<'a> {
     pub cwd: &'a Path,
     pub controls: &'a Controls,
     pub sink: Option<&'a dyn OutputSink>,
-    pub cancel: Option<&'a CancelToken>,
+    pub cancel: &'a CancellationToken,
 }
 
 /// One stream of the child: its pipe, what was kept of it, and its decoder for the sink.
@@ -177,11 +178,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (key, value) in &controls.env {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
+    if let Some(env) = &controls.env {
+        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
     let started = Instant::now();
     let (mut child, stdout, stderr) = sys::Child::spawn(command).map_err(|e| match e {
@@ -208,7 +206,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     while exited_at.is_none() || out.pipe.is_some() || err.pipe.is_some() {
         tokio::select! {
             biased;
-            _ = cancelled(cmd.cancel) => {
+            _ = cmd.cancel.cancelled() => {
                 child.signal(Signal::KILL);
                 if exited_at.is_none() {
                     child.exited().await;
@@ -268,7 +266,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     };
 
     if let Some(sink) = cmd.sink {
-        sink.flush().await.map_err(Error::Callback)?;
+        sink.flush().await;
     }
     let (exit_code, signal) = match status {
         ExitStatus::Exited(code) if !timed_out => (code, None),
@@ -321,7 +319,7 @@ mod tests {
             cwd: Path::new("/"),
             controls,
             sink: None,
-            cancel: None,
+            cancel: &CancellationToken::new(),
         })
         .await
     }
@@ -357,7 +355,7 @@ mod tests {
             cwd: Path::new("/"),
             controls: &Controls::default(),
             sink: None,
-            cancel: None,
+            cancel: &CancellationToken::new(),
         })
         .await
         .unwrap_err();
@@ -414,7 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn cancellation_kills_and_reports_aborted() {
-        let token = CancelToken::new();
+        let token = CancellationToken::new();
         let controls = Controls::default();
         let args = args(&["-c", "sleep 30"]);
         let cancel_later = {
@@ -431,7 +429,7 @@ mod tests {
                 cwd: Path::new("/"),
                 controls: &controls,
                 sink: None,
-                cancel: Some(&token),
+                cancel: &token,
             }),
             cancel_later
         );
@@ -450,15 +448,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn env_is_laid_over_the_inherited_one() {
+    async fn the_environment_is_exactly_the_one_given() {
         let controls = Controls {
-            env: vec![
-                ("HWR_TEST_VAR".into(), Some("set".into())),
-                ("PATH".into(), Some("/usr/bin:/bin".into())),
-            ],
+            env: Some(vec![
+                ("HWR_TEST_VAR".into(), "set".into()),
+                ("PATH".into(), "/usr/bin:/bin".into()),
+            ]),
             ..Controls::default()
         };
-        let o = sh("echo $HWR_TEST_VAR:$PATH", &controls).await.unwrap();
-        assert_eq!(o.stdout, "set:/usr/bin:/bin\n");
+        let o = sh("echo $HWR_TEST_VAR:$PATH:${HOME-unset}", &controls)
+            .await
+            .unwrap();
+        assert_eq!(
+            o.stdout, "set:/usr/bin:/bin:unset\n",
+            "exactly the given environment"
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! Output capture: a bounded tail buffer and an incremental UTF-8 decoder.
 
-/// Keeps the most recent `max` bytes written to it, in a ring that never grows past `max`.
+use std::collections::VecDeque;
+
+/// Keeps the most recent `max` bytes written to it.
 #[derive(Debug)]
 pub struct TailBuffer {
-    data: Vec<u8>,
-    /// Where the oldest byte is, once the ring has wrapped.
-    start: usize,
+    data: VecDeque<u8>,
     max: usize,
     truncated: bool,
 }
@@ -13,49 +13,24 @@ pub struct TailBuffer {
 impl TailBuffer {
     pub fn new(max: usize) -> Self {
         TailBuffer {
-            data: Vec::new(),
-            start: 0,
+            data: VecDeque::new(),
             max,
             truncated: false,
         }
     }
 
-    pub fn push(&mut self, mut bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if bytes.len() >= self.max {
-            self.truncated |= bytes.len() > self.max || !self.data.is_empty();
-            self.data.clear();
-            self.data
-                .extend_from_slice(&bytes[bytes.len() - self.max..]);
-            self.start = 0;
-            return;
-        }
-        if self.data.len() < self.max {
-            let fill = bytes.len().min(self.max - self.data.len());
-            self.reserve(fill);
-            self.data.extend_from_slice(&bytes[..fill]);
-            bytes = &bytes[fill..];
-        }
-        if bytes.is_empty() {
-            return;
-        }
-        // Full: overwrite the oldest bytes, wrapping around the end of the ring.
-        self.truncated = true;
-        let first = bytes.len().min(self.max - self.start);
-        self.data[self.start..self.start + first].copy_from_slice(&bytes[..first]);
-        self.data[..bytes.len() - first].copy_from_slice(&bytes[first..]);
-        self.start = (self.start + bytes.len()) % self.max;
-    }
-
-    /// Grow geometrically, but never past `max`: memory stays within the bound.
-    fn reserve(&mut self, additional: usize) {
-        let needed = self.data.len() + additional;
+    pub fn push(&mut self, bytes: &[u8]) {
+        let kept = &bytes[bytes.len().saturating_sub(self.max)..];
+        let overflow = (self.data.len() + kept.len()).saturating_sub(self.max);
+        self.truncated |= overflow > 0 || kept.len() < bytes.len();
+        self.data.drain(..overflow);
+        // Grow by doubling, but never past `max`: memory stays within the bound.
+        let needed = self.data.len() + kept.len();
         if needed > self.data.capacity() {
             let target = needed.max(self.data.capacity() * 2).max(4096).min(self.max);
             self.data.reserve_exact(target - self.data.len());
         }
+        self.data.extend(kept);
     }
 
     pub fn truncated(&self) -> bool {
@@ -64,26 +39,18 @@ impl TailBuffer {
 
     /// The kept bytes, oldest first, decoded as UTF-8 (invalid sequences become U+FFFD). When
     /// older bytes were dropped, a character cut in half at the front is dropped too.
-    pub fn into_string(mut self) -> String {
-        self.data.rotate_left(self.start);
-        let mut bytes = &self.data[..];
+    pub fn into_string(self) -> String {
+        let mut bytes = Vec::from(self.data);
         if self.truncated {
-            let skip = bytes
+            let cut = bytes
                 .iter()
                 .take(3)
                 .take_while(|&&b| b & 0xC0 == 0x80)
                 .count();
-            bytes = &bytes[skip..];
+            bytes.drain(..cut);
         }
-        match String::from_utf8_lossy(bytes) {
-            std::borrow::Cow::Borrowed(_) => {
-                // Valid as it is: reuse the allocation instead of copying.
-                let skip = self.data.len() - bytes.len();
-                self.data.drain(..skip);
-                String::from_utf8(self.data).unwrap_or_default()
-            }
-            std::borrow::Cow::Owned(s) => s,
-        }
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -114,7 +81,6 @@ impl Utf8Stream {
                 }
                 Err(e) => {
                     let (valid, rest) = input.split_at(e.valid_up_to());
-                    // SAFETY-free: `valid` was just checked by from_utf8.
                     out.push_str(std::str::from_utf8(valid).unwrap_or_default());
                     match e.error_len() {
                         None => {
@@ -186,10 +152,7 @@ mod tests {
             for piece in [1, 3, 64, 999, 5000] {
                 let mut t = TailBuffer::new(max);
                 stream.chunks(piece).for_each(|c| t.push(c));
-                assert!(
-                    t.data.len() <= max && t.data.capacity() <= max.max(8),
-                    "memory stays within max"
-                );
+                assert!(t.data.len() <= max, "memory stays within max");
                 let keep = stream.len().min(max);
                 assert_eq!(
                     t.into_string().as_bytes(),

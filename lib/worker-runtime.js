@@ -1,0 +1,320 @@
+// The JavaScript side of `WorkerRuntime`: checks arguments as Node does, reads every option
+// once into plain values, and keeps what only JavaScript can do well here — the AbortSignal,
+// the output callbacks' errors, the storage adapter's `this` and promise, and the environment
+// as `process.env` holds it when `run` is called. Everything else happens in Rust.
+'use strict'
+
+const { resolve } = require('node:path')
+const { constants } = require('node:os')
+const { MAX_STRING_LENGTH } = require('node:buffer').constants
+const { getSystemErrorMap, inspect } = require('node:util')
+
+const v = require('./validate.js')
+
+/** Node's timers and child_process take at most this many milliseconds. */
+const MAX_MS = 2 ** 31 - 1
+const SIGNALS = constants.signals
+
+function makeRuntime(native) {
+  class WorkerRuntime {
+    #native
+    #defaults
+    #storage
+    #runs = new Map()
+    #lastId = 0
+
+    constructor(config) {
+      v.validateObject(config, 'config')
+      const workspaceDir = v.validatePlainString(config.workspaceDir, 'config.workspaceDir', { empty: false })
+      const storage = config.storage
+      let download
+      if (storage != null) {
+        v.validateObject(storage, 'config.storage')
+        download = v.validateFunction(storage.downloadAssetBundle, 'config.storage.downloadAssetBundle')
+      }
+      const fetch = config.fetch == null ? undefined : fetchOptions(v.validateObject(config.fetch, 'config.fetch'))
+      this.#defaults = runControls(config, 'config')
+      this.#storage = download && { download, storage }
+      this.#native = new native.WorkerRuntime({
+        workspaceDir: resolve(workspaceDir),
+        storage: download && { downloadAssetBundle: (...args) => this.#download(...args) },
+        fetch,
+        ...this.#defaults.native,
+        env: undefined,
+      })
+    }
+
+    /** The absolute path of the workspace every command runs in. */
+    get workspaceDir() {
+      return this.#native.workspaceDir
+    }
+
+    run(jobPath, chunkId, options) {
+      try {
+        v.validateString(jobPath, 'jobPath')
+        if (jobPath === '') throw v.invalidType('jobPath', 'a non-empty string', jobPath)
+        v.validatePlainString(jobPath, 'jobPath')
+        if (typeof chunkId !== 'number') throw v.invalidType('chunkId', 'of type number', chunkId)
+        if (!Number.isSafeInteger(chunkId)) throw v.outOfRange('chunkId', 'a safe integer', chunkId)
+        const given = options == null ? undefined : runControls(v.validateObject(options, 'options'), 'options')
+        return this.#start(jobPath, chunkId, given)
+      } catch (error) {
+        // An async API reports every failure through its promise, whatever threw.
+        return Promise.reject(error)
+      }
+    }
+
+    #start(jobPath, chunkId, given) {
+      const defaults = this.#defaults
+      const signal = given?.signal
+      if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
+      const run = { signal, reason: undefined, controller: undefined }
+      const runId = signal || this.#storage ? (this.#lastId = (this.#lastId % 0xfffffffe) + 1) : undefined
+      const options = {
+        ...defaults.native,
+        ...given?.native,
+        env: environment(defaults.env, given?.env),
+        onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout'),
+        onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr'),
+        signal: undefined,
+        runId,
+      }
+      const onAbort = () => {
+        run.reason = readReason(signal)
+        run.controller?.abort(run.reason)
+        this.#native.cancel(runId)
+      }
+      if (signal) listen(signal, onAbort)
+      if (runId !== undefined) this.#runs.set(runId, run)
+      const settle = () => {
+        if (signal) unlisten(signal, onAbort)
+        this.#runs.delete(runId)
+        // An adapter still at work (the run timed out, failed or was aborted) may stop now.
+        run.controller?.abort(run.reason ?? new Error('The run this download belongs to has ended'))
+      }
+      let running
+      try {
+        running = this.#native.run(jobPath, chunkId, options)
+      } catch (error) {
+        settle()
+        throw error
+      }
+      return running.then(
+        (result) => {
+          settle()
+          return result
+        },
+        (error) => {
+          settle()
+          throw fromNative(error, run)
+        },
+      )
+    }
+
+    /** `storage.downloadAssetBundle` as `await` would call it: as a method, with the run's
+     * signal, a throw or a plain value turned into a promise, a non-Error wrapped. */
+    #download(jobId, remoteUrl, targetDir, runId) {
+      const { download, storage } = this.#storage
+      const run = this.#runs.get(runId) ?? {}
+      run.controller ??= new AbortController()
+      const options = { signal: run.controller.signal }
+      return new Promise((done) => done(download.call(storage, jobId, remoteUrl, targetDir, options))).then(
+        () => undefined,
+        (error) => {
+          throw error instanceof Error ? error : Object.assign(new Error(describe(error)), { cause: error })
+        },
+      )
+    }
+  }
+  return WorkerRuntime
+}
+
+/** The run controls in `source` (a config or a run's options), each property read once. */
+function runControls(source, prefix) {
+  const name = (key) => `${prefix}.${key}`
+  const timeout = source.timeout
+  const killSignal = source.killSignal
+  const killGracePeriod = source.killGracePeriod
+  const maxBuffer = source.maxBuffer
+  const env = source.env
+  const onStdout = source.onStdout
+  const onStderr = source.onStderr
+  const signal = prefix === 'options' ? source.signal : undefined
+  const native = {}
+  if (timeout != null) native.timeout = v.validateNumber(timeout, name('timeout'), 0, MAX_MS, { infinity: true }) === Infinity ? 0 : timeout
+  if (killSignal != null) native.killSignal = signalNumber(killSignal, name('killSignal'))
+  if (killGracePeriod != null) native.killGracePeriod = v.validateNumber(killGracePeriod, name('killGracePeriod'), 0, MAX_MS)
+  if (maxBuffer != null) {
+    v.validateNumber(maxBuffer, name('maxBuffer'), 0, MAX_STRING_LENGTH, { infinity: true })
+    // The output becomes a JavaScript string, which cannot be longer than this.
+    native.maxBuffer = Math.min(maxBuffer, MAX_STRING_LENGTH)
+  }
+  if (onStdout != null) v.validateFunction(onStdout, name('onStdout'))
+  if (onStderr != null) v.validateFunction(onStderr, name('onStderr'))
+  if (signal != null && (typeof signal !== 'object' || !('aborted' in signal))) {
+    throw v.invalidType(name('signal'), 'an instance of AbortSignal', signal)
+  }
+  return {
+    native,
+    env: env == null ? undefined : environmentEntries(v.validateObject(env, name('env')), name('env')),
+    onStdout: onStdout ?? undefined,
+    onStderr: onStderr ?? undefined,
+    signal: signal ?? undefined,
+  }
+}
+
+function signalNumber(value, name) {
+  if (typeof value === 'string') {
+    if (Object.hasOwn(SIGNALS, value)) return SIGNALS[value]
+  } else if (typeof value === 'number') {
+    if (Object.values(SIGNALS).includes(value)) return value
+  } else {
+    throw v.invalidType(name, 'of type string or number', value)
+  }
+  throw v.invalidValue(name, "is not a known signal (e.g. 'SIGTERM')", value)
+}
+
+/** `{ KEY: value }` as entries: a string, number or boolean sets, `null` removes, `undefined`
+ * is skipped (as child_process skips it). */
+function environmentEntries(env, name) {
+  const entries = []
+  for (const key of Object.keys(env)) {
+    const value = env[key]
+    if (key === '' || key.includes('=') || key.includes('\0')) {
+      throw v.invalidValue(`${name}.${key}`, 'is not a valid environment variable name', key)
+    }
+    if (value === undefined) continue
+    if (value !== null && !['string', 'number', 'boolean'].includes(typeof value)) {
+      throw v.invalidType(`${name}.${key}`, 'of type string', value)
+    }
+    const text = value === null ? null : String(value)
+    if (text?.includes('\0')) throw v.invalidValue(`${name}.${key}`, 'must not contain NUL bytes', value)
+    entries.push([key, text])
+  }
+  return entries
+}
+
+/** The command's whole environment: `process.env` as it is now, on this thread (reading it
+ * from another thread races with Node writing it), with the defaults and the run's overlay. */
+function environment(...overlays) {
+  const env = { ...process.env }
+  for (const entries of overlays) {
+    for (const [key, value] of entries ?? []) {
+      if (value === null) delete env[key]
+      else env[key] = value
+    }
+  }
+  return env
+}
+
+function fetchOptions(fetch) {
+  const name = (key) => `config.fetch.${key}`
+  const out = {}
+  const retries = fetch.retries
+  if (retries != null) out.retries = v.validateNumber(retries, name('retries'), 0, 100, { integer: true })
+  for (const key of ['retryBaseMs', 'retryMaxMs', 'connectTimeoutMs', 'timeoutMs', 'idleTimeoutMs']) {
+    const value = fetch[key]
+    if (value != null) out[key] = v.validateNumber(value, name(key), 0, MAX_MS)
+  }
+  const maxSpecBytes = fetch.maxSpecBytes
+  if (maxSpecBytes != null) out.maxSpecBytes = v.validateNumber(maxSpecBytes, name('maxSpecBytes'), 0, Number.MAX_SAFE_INTEGER, { infinity: true })
+  const headers = fetch.headers
+  if (headers != null) {
+    v.validateObject(headers, name('headers'))
+    out.headers = {}
+    for (const key of Object.keys(headers)) out.headers[key] = v.validateString(headers[key], `${name('headers')}.${key}`)
+  }
+  const cas = fetch.caCertificates
+  if (cas != null) {
+    const list = Array.isArray(cas) ? [...cas] : [cas]
+    out.caCertificates = list.map((pem, i) => v.validateString(pem, `${name('caCertificates')}[${i}]`))
+  }
+  return out
+}
+
+/** A callback that is not called again once it has thrown, whatever it threw; the throw
+ * becomes a process warning. An empty piece is the runtime's barrier: not passed on. */
+function guard(callback, name) {
+  if (callback === undefined) return undefined
+  let failed = false
+  return (text) => {
+    if (failed || text === '') return
+    try {
+      callback(text)
+    } catch (error) {
+      failed = true
+      process.emitWarning(
+        `${name} threw and will not be called again for this run (its output is still in the result): ${describe(error)}`,
+        'HeliosWorkerRuntimeWarning',
+      )
+    }
+  }
+}
+
+/** Any thrown value as text, as `util.inspect` shows it; never throws. */
+function describe(value) {
+  try {
+    return value instanceof Error ? String(value.message) : typeof value === 'string' ? value : inspect(value)
+  } catch {
+    return 'a value that cannot be shown'
+  }
+}
+
+function readReason(signal) {
+  try {
+    return signal.reason
+  } catch (error) {
+    return error
+  }
+}
+
+function abortError(reason) {
+  const error = v.codedError(Error, 'ABORT_ERR', 'The operation was aborted')
+  error.name = 'AbortError'
+  if (reason !== undefined) error.cause = reason
+  return error
+}
+
+/** The native error as the caller should see it: an abort carries the signal's reason; a
+ * system error has Node's (libuv's) wording. */
+function fromNative(error, run) {
+  if (error?.code === 'ABORT_ERR') return abortError(run.reason)
+  if (typeof error?.errno === 'number' && typeof error.syscall === 'string' && !error.syscall.startsWith('spawn')) {
+    const text = getSystemErrorMap().get(error.errno)?.[1]
+    const rest = error.message.indexOf(', ')
+    if (text && rest > 0) error.message = `${error.code}: ${text}${error.message.slice(rest)}`
+  }
+  return error
+}
+
+/** One 'abort' listener per signal, however many runs share it: a batch of chunks under one
+ * signal must not pile up listeners (Node warns past 10). */
+const listeners = new WeakMap()
+
+function listen(signal, onAbort) {
+  let runs = listeners.get(signal)
+  if (!runs) {
+    runs = new Set()
+    runs.dispatch = () => {
+      for (const run of runs) run()
+    }
+    signal.addEventListener('abort', runs.dispatch, { once: true })
+    listeners.set(signal, runs)
+  }
+  runs.add(onAbort)
+}
+
+function unlisten(signal, onAbort) {
+  const runs = listeners.get(signal)
+  if (!runs) return
+  runs.delete(onAbort)
+  if (runs.size > 0) return
+  listeners.delete(signal)
+  try {
+    signal.removeEventListener('abort', runs.dispatch)
+  } catch {
+    // A signal whose removeEventListener throws keeps a listener that finds no run.
+  }
+}
+
+module.exports = { makeRuntime }

@@ -1,0 +1,213 @@
+//! The shapes that cross the boundary, typed once: napi reads the options from them and writes
+//! `index.d.ts` from them. The JavaScript entry checks every value (with Node's messages)
+//! and hands these over as plain objects, so reading them here cannot fail or run user code.
+
+use std::collections::HashMap;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi_derive::napi;
+
+/// An output callback, weak so that it never keeps Node alive. An empty string is the
+/// runtime's delivery barrier, which the JavaScript entry does not pass on.
+pub type OutputFn = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+/// `storage.downloadAssetBundle(jobId, remoteUrl, targetDir, runId)`, as the JavaScript entry
+/// wraps it: it always returns a promise, and turns the run id into the run's `{ signal }`.
+pub type DownloadArgs = FnArgs<(Either<serde_json::Value, ()>, String, String, u32)>;
+pub type DownloadFn =
+    ThreadsafeFunction<DownloadArgs, Promise<()>, DownloadArgs, Status, false, true>;
+
+/// Configuration of a `WorkerRuntime`, plus the default run controls (see `RunOptions`).
+#[napi(object, object_to_js = false)]
+pub struct WorkerRuntimeConfig {
+    /// The directory every command runs in, created (recursively) when missing. A relative
+    /// path is resolved against the current directory when the runtime is created.
+    pub workspace_dir: String,
+    /// The storage adapter that downloads a job's `assetsUrl` bundle into the workspace.
+    pub storage: Option<ArtifactStorage>,
+    /// How specs are fetched: retries, timeouts, size limit, headers, CA certificates.
+    pub fetch: Option<FetchOptions>,
+    /// Default `RunOptions.timeout`.
+    pub timeout: Option<f64>,
+    /// Default `RunOptions.killSignal`.
+    #[napi(
+        ts_type = "'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number"
+    )]
+    pub kill_signal: Option<Either<String, i32>>,
+    /// Default `RunOptions.killGracePeriod`.
+    pub kill_grace_period: Option<f64>,
+    /// Default `RunOptions.maxBuffer`.
+    pub max_buffer: Option<f64>,
+    /// Default `RunOptions.env`.
+    #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
+    pub env: Option<HashMap<String, String>>,
+    /// Default `RunOptions.onStdout`.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stdout: Option<OutputFn>,
+    /// Default `RunOptions.onStderr`.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stderr: Option<OutputFn>,
+}
+
+/// The storage adapter of the infrastructure package. The runtime only calls
+/// `downloadAssetBundle`, as a method of this object (`this` is the adapter), and awaits what
+/// it returns, as `await` would: a promise or a plain value.
+#[napi(object, object_to_js = false)]
+pub struct ArtifactStorage {
+    /// Download the bundle at `remoteUrl` for job `jobId` (the spec's `id`, as the JSON value
+    /// it is) into `targetDir` (the workspace). `options.signal` aborts when the run is
+    /// aborted, times out or ends: an adapter that honours it stops writing into the workspace.
+    #[napi(
+        ts_type = "(jobId: string, remoteUrl: string, targetDir: string, options: { signal: AbortSignal }) => Promise<void> | void"
+    )]
+    pub download_asset_bundle: DownloadFn,
+}
+
+/// Controls for one run; each overrides the runtime's default of the same name.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Milliseconds the process may run. Past it, its process group gets `killSignal`, then
+    /// SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
+    /// 0 (the default) means no timeout.
+    pub timeout: Option<f64>,
+    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a number.
+    #[napi(
+        ts_type = "'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number"
+    )]
+    pub kill_signal: Option<Either<String, i32>>,
+    /// Milliseconds between `killSignal` and SIGKILL. Default 5000.
+    pub kill_grace_period: Option<f64>,
+    /// Bytes of stdout and of stderr to keep (the most recent ones). Default 16 MiB. The
+    /// process is never killed for writing more; `stdoutTruncated`/`stderrTruncated` say so.
+    pub max_buffer: Option<f64>,
+    /// Variables laid over the inherited environment. `null` removes an inherited variable.
+    /// (The JavaScript entry hands over the whole environment, taken when `run` is called.)
+    #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
+    pub env: Option<HashMap<String, String>>,
+    /// Aborting it kills the run's process group (or stops the spec fetch or storage call in
+    /// progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
+    /// signal's reason). Read by the JavaScript entry, which cancels the run through `runId`.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'a>>,
+    /// Called with each piece of stdout as it arrives, decoded as UTF-8 (a character is never
+    /// split between calls). Every call is made before `run` settles. A callback that throws
+    /// is not called again for the run, which still resolves; the error becomes a process warning.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stdout: Option<OutputFn>,
+    /// Like `onStdout`, for stderr.
+    #[napi(ts_type = "(chunk: string) => void")]
+    pub on_stderr: Option<OutputFn>,
+    /// Set by the JavaScript entry: the id under which the run can be cancelled and its
+    /// storage call finds its `AbortSignal`.
+    #[napi(skip_typescript)]
+    pub run_id: Option<u32>,
+}
+
+/// How job specs are fetched over HTTP(S), and how large a spec may be.
+#[napi(object, object_to_js = false)]
+pub struct FetchOptions {
+    /// Retries after a transient failure: connection refused or reset, a timeout, HTTP 408,
+    /// 429, 500, 502, 503 or 504. Other 4xx answers are never retried. Default 3.
+    pub retries: Option<u32>,
+    /// The first backoff in ms; each later one doubles, with full jitter. Default 200.
+    pub retry_base_ms: Option<f64>,
+    /// The longest backoff, and the longest `Retry-After` (429/503) honoured, in ms. Default 5000.
+    pub retry_max_ms: Option<f64>,
+    /// How long one connection attempt may take, in ms. Default 10000; 0 means no limit.
+    pub connect_timeout_ms: Option<f64>,
+    /// How long one attempt may take, body included, in ms. Default 60000; 0 means no limit.
+    pub timeout_ms: Option<f64>,
+    /// How long the body may stall between two pieces, in ms. Default 30000; 0 means no limit.
+    pub idle_timeout_ms: Option<f64>,
+    /// The largest spec accepted, in bytes, from the network (after decompression) or from a
+    /// file; enforced while reading. Default 64 MiB; `Infinity` means no limit.
+    pub max_spec_bytes: Option<f64>,
+    /// Extra request headers, e.g. `{ Authorization: 'Bearer …' }` for a private orchestrator.
+    pub headers: Option<HashMap<String, String>>,
+    /// Extra CA certificates (PEM) trusted on top of the system's, for private clusters.
+    #[napi(ts_type = "string | string[]")]
+    pub ca_certificates: Option<Vec<String>>,
+}
+
+/// What a run of one chunk produced.
+#[napi(object, object_from_js = false)]
+pub struct WorkerResult {
+    /// The process's exit code; -1 when it was ended by a signal (or by the timeout).
+    pub exit_code: i32,
+    /// Everything the process wrote to stdout (its most recent `maxBuffer` bytes), as UTF-8.
+    pub stdout: String,
+    /// Everything the process wrote to stderr (its most recent `maxBuffer` bytes), as UTF-8.
+    pub stderr: String,
+    /// Milliseconds from just before the process was spawned to its exit.
+    pub duration_ms: f64,
+    /// The signal that ended the process, e.g. `'SIGKILL'`; absent when it exited by itself.
+    pub signal: Option<String>,
+    /// `true` when the run's `timeout` ended the process; absent otherwise.
+    pub timed_out: Option<bool>,
+    /// `true` when stdout was longer than `maxBuffer` and its oldest bytes were dropped.
+    pub stdout_truncated: Option<bool>,
+    /// `true` when stderr was longer than `maxBuffer` and its oldest bytes were dropped.
+    pub stderr_truncated: Option<bool>,
+    /// Peak resident set size of the process, in bytes, as `wait4` reports it.
+    pub max_rss_bytes: Option<f64>,
+    /// CPU time the process spent in user mode, in milliseconds.
+    pub cpu_user_ms: Option<f64>,
+    /// CPU time the process spent in the kernel, in milliseconds.
+    pub cpu_system_ms: Option<f64>,
+}
+
+/// A command string split into a program and its arguments.
+#[napi(object, object_from_js = false)]
+pub struct ParsedCommand {
+    /// The program to start: a name looked up in `PATH`, or a path.
+    pub command: String,
+    /// The arguments, quotes and escapes removed.
+    pub args: Vec<String>,
+}
+
+// The job spec's shapes exist for index.d.ts only: the spec itself is read by `crate::job`.
+
+/// One chunk of a render job: a contiguous range of frames and the command that renders it.
+/// Only `id` and `command` are read, and only in the chunk that runs.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[allow(dead_code)]
+pub struct RenderJobChunk {
+    /// The chunk's id; `run(jobPath, chunkId)` runs the first chunk whose `id` equals `chunkId`.
+    pub id: f64,
+    /// The first frame this chunk renders.
+    pub start_frame: Option<f64>,
+    /// How many frames this chunk renders.
+    pub frame_count: Option<f64>,
+    /// Where the chunk's command writes its output, relative to the workspace.
+    pub output_file: Option<String>,
+    /// The command to run, split into argv without a shell (see `parseCommand`).
+    pub command: String,
+}
+
+/// What the render is: frame count, rate and size.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[allow(dead_code)]
+pub struct JobMetadata {
+    pub total_frames: f64,
+    pub fps: f64,
+    pub width: f64,
+    pub height: f64,
+    pub duration: f64,
+}
+
+/// A distributed render job. `run` requires only `chunks` (and, in the chunk that runs, `id`
+/// and `command`); the other fields are read when present.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[allow(dead_code)]
+pub struct JobSpec {
+    /// The job's id, passed to `storage.downloadAssetBundle` as it is.
+    pub id: Option<String>,
+    /// When non-empty, the asset bundle to download into the workspace before the command runs.
+    pub assets_url: Option<String>,
+    pub metadata: Option<JobMetadata>,
+    pub chunks: Vec<RenderJobChunk>,
+    /// The command that merges the chunks' outputs once every chunk has run.
+    pub merge_command: Option<String>,
+}

@@ -1,0 +1,618 @@
+//! The job spec: lenient validation and the one-chunk fast path, on serde_json.
+//!
+//! A spec for a long render holds tens of thousands of chunks, and a worker needs one. The
+//! whole document is validated by serde_json in one pass; a visitor keeps only `id`,
+//! `assetsUrl` and the first chunk whose `id` matches, and skips the rest with `IgnoredAny`,
+//! which serde_json walks without recursion, so an ignored value may nest to any depth. Each
+//! chunk's `command` is kept as a borrowed raw slice and only the chosen one is decoded. Like
+//! `JSON.parse`, a key that appears twice takes its last value.
+//!
+//! Only the top-level shape and the chosen chunk are validated; real specs omit `metadata`,
+//! `mergeCommand`, `startFrame`… and the TypeScript runtime never required them.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// What `run` needs from a spec, owned, with the parse buffer already released.
+#[derive(Debug)]
+pub struct JobPlan {
+    /// The spec's `id` as the JSON value it is, for the storage adapter (`None` when absent).
+    pub job_id: Option<Value>,
+    /// A non-empty `assetsUrl`: the bundle to download before the command runs.
+    pub assets_url: Option<String>,
+    /// The chosen chunk's command, or why there is none. Checked after the assets step, so
+    /// errors surface in the order the TypeScript runtime reports them.
+    pub command: Result<String, Error>,
+}
+
+/// Parse `bytes` (from `source_name`, used in messages) and plan the run of chunk `chunk_id`.
+pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, Error> {
+    // `Response.json()` strips a byte-order mark; do the same for files.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let invalid = |detail: String, line, column| Error::InvalidJson {
+        source_name: source_name.to_owned(),
+        detail,
+        line,
+        column,
+    };
+    // Checked once up front, so that serde_json can skip strings without checking them again.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        invalid("invalid UTF-8".into(), line, column + 1)
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de::DeserializeSeed::deserialize(Top(chunk_id as f64), &mut de)
+        .and_then(|top| de.end().map(|()| top))
+        .map_err(|e| {
+            let message = e.to_string();
+            let detail = message
+                .rsplit_once(" at line ")
+                .map_or(&*message, |(d, _)| d);
+            invalid(detail.to_owned(), e.line(), e.column())
+        })?;
+    let TopFields {
+        id,
+        assets_url,
+        chunks,
+    } = top.ok_or(Error::MissingChunks)?;
+    let found = chunks.ok_or(Error::MissingChunks)?;
+    let assets_url = match assets_url {
+        None | Some(Field::Null | Field::Bool(false)) => None,
+        Some(Field::Str(url)) => Some(url).filter(|url| !url.is_empty()),
+        Some(other) => {
+            return Err(Error::InvalidSpec(format!(
+                "assetsUrl must be a string, found {other}"
+            )))
+        }
+    };
+    let command = match found {
+        None => Err(Error::ChunkNotFound(chunk_id)),
+        Some((index, raw)) => {
+            let place = format!("chunk {chunk_id} (chunks[{index}])");
+            match raw.map(|raw| serde_json::from_str::<Field>(raw.get())) {
+                Some(Ok(Field::Str(command))) => Ok(command),
+                Some(Ok(other)) => Err(Error::InvalidSpec(format!(
+                    "{place} has a command that is not a string: found {other}"
+                ))),
+                Some(Err(e)) => Err(Error::InvalidSpec(format!("{place} has a command {e}"))),
+                None => Err(Error::InvalidSpec(format!("{place} has no command string"))),
+            }
+        }
+    };
+    Ok(JobPlan {
+        job_id: id,
+        assets_url,
+        command,
+    })
+}
+
+/// A number as JavaScript prints it (`3`, not `3.0`).
+fn js_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e21 {
+        format!("{}", n as i128)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The keys the runtime looks at; everything else is `Other` and skipped.
+enum Key {
+    Id,
+    AssetsUrl,
+    Chunks,
+    Command,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "id" => Key::Id,
+                    "assetsUrl" => Key::AssetsUrl,
+                    "chunks" => Key::Chunks,
+                    "command" => Key::Command,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A value decoded only as far as the runtime looks at it: strings are kept, anything else
+/// is described for messages. Arrays and objects are skipped without recursion.
+#[derive(Debug)]
+enum Field {
+    Str(String),
+    Number(f64),
+    Bool(bool),
+    Null,
+    Array,
+    Object,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Field::Str(_) => f.write_str("a string"),
+            Field::Number(n) => write!(f, "a number ({})", js_number(*n)),
+            Field::Bool(b) => write!(f, "a boolean ({b})"),
+            Field::Null => f.write_str("null"),
+            Field::Array => f.write_str("an array"),
+            Field::Object => f.write_str("an object"),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field, E> {
+        Ok(Field::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Field, E> {
+        Ok(Field::Str(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Field, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field, E> {
+        Ok(Field::Number(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field, E> {
+        Ok(Field::Number(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field, E> {
+        Ok(Field::Number(v))
+    }
+    fn visit_unit<E>(self) -> Result<Field, E> {
+        Ok(Field::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Object)
+    }
+}
+
+/// The visitors below take one kind of container; any scalar is "not that", `None`.
+macro_rules! scalars_are_none {
+    () => {
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    };
+}
+
+/// The top level, when it is an object.
+struct TopFields<'de> {
+    id: Option<Value>,
+    assets_url: Option<Field>,
+    /// `None` when `chunks` is missing or not an array; inside, the index and the raw
+    /// command (if any) of the first chunk whose `id` matches.
+    chunks: Option<Option<(usize, Option<&'de RawValue>)>>,
+}
+
+/// The whole document; `None` when its top level is not an object.
+struct Top(f64);
+
+impl<'de> DeserializeSeed<'de> for Top {
+    type Value = Option<TopFields<'de>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Option<TopFields<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a job spec")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut top = TopFields {
+            id: None,
+            assets_url: None,
+            chunks: None,
+        };
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => top.id = Some(map.next_value()?),
+                Key::AssetsUrl => top.assets_url = Some(map.next_value()?),
+                Key::Chunks => top.chunks = map.next_value_seed(Chunks(self.0))?,
+                Key::Command | Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(top))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        FieldVisitor.visit_seq(seq).map(|_| None)
+    }
+    scalars_are_none!();
+}
+
+/// The `chunks` value: `None` unless it is an array; in it, the first chunk whose `id` is the
+/// wanted number. Every element is validated; the ones after the match are only skipped.
+struct Chunks(f64);
+
+type Found<'de> = Option<(usize, Option<&'de RawValue>)>;
+
+impl<'de> DeserializeSeed<'de> for Chunks {
+    type Value = Option<Found<'de>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Chunks {
+    type Value = Option<Found<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of chunks")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut index = 0;
+        while let Some(command) = seq.next_element_seed(Chunk(self.0))? {
+            if let Some(command) = command {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                return Ok(Some(Some((index, command))));
+            }
+            index += 1;
+        }
+        Ok(Some(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        FieldVisitor.visit_map(map).map(|_| None)
+    }
+    scalars_are_none!();
+}
+
+/// One element of `chunks`: `Some(command)` when it is an object whose `id` (its last `id`,
+/// as in JavaScript) is the wanted number, `None` for anything else.
+struct Chunk(f64);
+
+impl<'de> DeserializeSeed<'de> for Chunk {
+    type Value = Option<Option<&'de RawValue>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Chunk {
+    type Value = Option<Option<&'de RawValue>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a chunk")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut matches = false;
+        let mut command = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => matches = matches!(map.next_value()?, Field::Number(n) if n == self.0),
+                Key::Command => command = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(matches.then_some(command))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        FieldVisitor.visit_seq(seq).map(|_| None)
+    }
+    scalars_are_none!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(json: &str, chunk: i64) -> Result<JobPlan, Error> {
+        plan(json.as_bytes(), "job.json", chunk)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_give_an_error_or_a_plan_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = plan(&bytes, "fuzz", 0);
+        }
+
+        #[test]
+        fn json_like_text_gives_an_error_or_a_plan_never_a_panic(text in "[\\[\\]{}:,\" 0-9a-z.\\\\-]{0,80}") {
+            let _ = plan(text.as_bytes(), "fuzz", 0);
+        }
+
+    }
+
+    #[test]
+    fn the_id_reaches_storage_as_the_json_value_it_is() {
+        let id = |json: &str| plan_of(json, 0).unwrap().job_id;
+        assert_eq!(id(r#"{"id":42,"chunks":[]}"#), Some(Value::from(42)));
+        assert_eq!(
+            id(r#"{"id":"j","id":"k","chunks":[]}"#),
+            Some(Value::from("k"))
+        );
+        assert_eq!(id(r#"{"chunks":[]}"#), None);
+    }
+
+    #[test]
+    fn a_chunk_whose_command_comes_before_its_id_is_found() {
+        let p = plan_of(
+            r#"{"chunks":[{"command":"a","id":1},{"command":"b","id":0}]}"#,
+            0,
+        );
+        assert_eq!(p.unwrap().command.unwrap(), "b");
+    }
+
+    #[test]
+    fn lean_spec_finds_the_chunk() {
+        let p = plan_of(
+            r#"{"id":"job-1","chunks":[{"id":0,"command":"echo a"},{"id":1,"command":"echo b"}]}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(p.job_id, Some(Value::from("job-1")));
+        assert_eq!(p.assets_url, None);
+        assert_eq!(p.command.unwrap(), "echo b");
+    }
+
+    #[test]
+    fn every_non_object_or_chunkless_top_level_is_missing_chunks() {
+        for json in [
+            "{}",
+            "null",
+            "[]",
+            r#"{"chunks":{}}"#,
+            "42",
+            r#""x""#,
+            r#"{"chunks":null}"#,
+            "true",
+        ] {
+            let err = plan_of(json, 0).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "Invalid JobSpec: missing chunks array",
+                "{json}"
+            );
+            assert_eq!(err.code(), "ERR_INVALID_JOB_SPEC");
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_source_line_and_column() {
+        let err = plan_of("{\n  \"chunks\": [\n    {\"id\": 0,}\n  ]\n}", 0).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.code(), "ERR_INVALID_JOB_SPEC");
+        assert!(
+            msg.starts_with("Invalid JobSpec: job.json is not valid JSON"),
+            "{msg}"
+        );
+        assert!(msg.contains("line 3 column"), "{msg}");
+    }
+
+    #[test]
+    fn a_broken_byte_after_the_chosen_chunk_is_still_an_error() {
+        let err = plan_of(
+            r#"{"chunks":[{"id":0,"command":"x"},{"id":1,"command":"y"}"#,
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+        let err = plan_of(r#"{"chunks":[{"id":0,"command":"x"}]} trailing"#, 0).unwrap_err();
+        assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+    }
+
+    #[test]
+    fn first_duplicate_chunk_wins() {
+        let p = plan_of(
+            r#"{"chunks":[{"id":2,"command":"first"},{"id":2,"command":"second"}]}"#,
+            2,
+        )
+        .unwrap();
+        assert_eq!(p.command.unwrap(), "first");
+    }
+
+    #[test]
+    fn duplicate_keys_take_the_last_value_like_json_parse() {
+        let p = plan_of(
+            r#"{"chunks":[],"chunks":[{"id":0,"command":"x","command":"y"}]}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.command.unwrap(), "y");
+    }
+
+    #[test]
+    fn ids_compare_as_javascript_numbers() {
+        let json = r#"{"chunks":[{"id":"3","command":"string"},{"id":3.0,"command":"number"}]}"#;
+        assert_eq!(plan_of(json, 3).unwrap().command.unwrap(), "number");
+        let json = r#"{"chunks":[{"id":-1,"command":"neg"}]}"#;
+        assert_eq!(plan_of(json, -1).unwrap().command.unwrap(), "neg");
+    }
+
+    #[test]
+    fn chunk_not_found_is_deferred_to_after_assets() {
+        let p = plan_of(
+            r#"{"id":"j","assetsUrl":"s3://b/a.zip","chunks":[{"id":0,"command":"x"}]}"#,
+            9,
+        )
+        .unwrap();
+        assert_eq!(p.assets_url.as_deref(), Some("s3://b/a.zip"));
+        let err = p.command.unwrap_err();
+        assert_eq!(err.to_string(), "Chunk with ID 9 not found in job spec");
+        assert_eq!(err.code(), "ERR_CHUNK_NOT_FOUND");
+    }
+
+    #[test]
+    fn chunk_without_a_string_command_is_named() {
+        let err = plan_of(r#"{"chunks":[{"id":5}]}"#, 5)
+            .unwrap()
+            .command
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_JOB_SPEC");
+        assert!(
+            err.to_string()
+                .contains("chunk 5 (chunks[0]) has no command"),
+            "{err}"
+        );
+        let err = plan_of(r#"{"chunks":[1,null,{"id":5,"command":["a"]}]}"#, 5)
+            .unwrap()
+            .command
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("chunk 5 (chunks[2]) has a command that is not a string: found an array"));
+    }
+
+    #[test]
+    fn escaped_strings_and_keys_are_decoded() {
+        let p = plan_of(
+            r#"{"\u0063hunks":[{"id":0,"command":"echo \"a\\tb\" \u00e9"}]}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.command.unwrap(), "echo \"a\\tb\" é");
+    }
+
+    #[test]
+    fn empty_assets_url_means_none_and_a_non_string_is_refused() {
+        assert_eq!(
+            plan_of(r#"{"assetsUrl":"","chunks":[]}"#, 0)
+                .unwrap()
+                .assets_url,
+            None
+        );
+        let err = plan_of(r#"{"assetsUrl":42,"chunks":[]}"#, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid JobSpec: assetsUrl must be a string, found a number (42)"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted() {
+        let p = plan(
+            "\u{feff}{\"chunks\":[{\"id\":0,\"command\":\"x\"}]}".as_bytes(),
+            "f",
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.command.unwrap(), "x");
+    }
+
+    #[test]
+    fn deep_nesting_neither_overflows_nor_is_mistaken_for_a_spec() {
+        // Valid JSON (JSON.parse accepts it too): an ignored field may be deep.
+        let deep = format!(
+            "{{\"x\":{}{},\"chunks\":[{{\"id\":0,\"command\":\"c\"}}]}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(plan_of(&deep, 0).unwrap().command.unwrap(), "c");
+        let top = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            plan_of(&top, 0).unwrap_err().to_string(),
+            "Invalid JobSpec: missing chunks array"
+        );
+        let unclosed = "[".repeat(100_000);
+        assert!(matches!(
+            plan_of(&unclosed, 0).unwrap_err(),
+            Error::InvalidJson { .. }
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let err = plan(b"{\"chunks\":[{\"id\":0,\"command\":\"\xff\"}]}", "f", 0).unwrap_err();
+        assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_empty_document_is_invalid_json() {
+        let err = plan(b"", "f", 0).unwrap_err();
+        assert!(err.to_string().contains("EOF while parsing"), "{err}");
+    }
+
+    #[test]
+    fn many_chunks_last_one_found() {
+        let chunks: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"id":{i},"startFrame":{i},"command":"render {i}"}}"#))
+            .collect();
+        let json = format!(r#"{{"id":"big","chunks":[{}]}}"#, chunks.join(","));
+        assert_eq!(
+            plan_of(&json, 19_999).unwrap().command.unwrap(),
+            "render 19999"
+        );
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// `cargo test --release job::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn time_a_100k_chunk_spec() {
+        let chunks: Vec<String> = (0..100_000)
+            .map(|i| format!(r#"{{"id":{i},"startFrame":{},"frameCount":30,"outputFile":"s3://helios-renders/job-big/chunks/chunk-{i:06}.mp4","command":"ffmpeg -y -loglevel error -ss {i} -t 1 -i input.mp4 -c:v libx264 -preset veryfast chunk-{i}.mp4"}}"#, i * 30))
+            .collect();
+        let json = format!(
+            r#"{{"id":"big","chunks":[{}],"mergeCommand":"x"}}"#,
+            chunks.join(",")
+        );
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            let p = super::plan(json.as_bytes(), "big", 99_999).unwrap();
+            times.push(t.elapsed());
+            assert!(p.command.is_ok());
+        }
+        times.sort();
+        println!("{} MB: median {:?}", json.len() / 1_000_000, times[7]);
+    }
+}
