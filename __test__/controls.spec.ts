@@ -23,7 +23,7 @@ function setup(...commands: string[]) {
 function stubbornTree(dir: string, delay = 2) {
   const marker = join(dir, 'grandchild-marker')
   const script = join(dir, 'stubborn.sh')
-  writeFileSync(script, `trap '' TERM\n(sleep ${delay}; touch '${marker}') &\nwhile true; do sleep 1; done\n`)
+  writeFileSync(script, `trap '' TERM\n(sleep ${delay}; touch '${marker}') &\necho $$ > child.pid\nwhile true; do sleep 1; done\n`)
   return { marker, command: `sh ${script}` }
 }
 
@@ -78,8 +78,9 @@ describe('abort', () => {
     const { marker, command } = stubbornTree(dir, 1)
     const path = writeSpec(dir, specOf(command))
     const controller = new AbortController()
+    const pidFile = join(dir, 'child.pid')
     const running = new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { signal: controller.signal })
-    await sleep(200)
+    expect(await eventually(() => existsSync(pidFile)), 'the command started').toBe(true)
     controller.abort()
     const err = await running.catch((e) => e)
     expect(err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'The operation was aborted' })
@@ -89,11 +90,11 @@ describe('abort', () => {
   })
 
   it('cancels a spec fetch from a server that never answers', async () => {
-    const { url } = await serve({ '/hang.json': () => {} })
+    const { url, hits } = await serve({ '/hang.json': () => {} })
     const dir = tempDir()
     const controller = new AbortController()
     const running = new WorkerRuntime({ workspaceDir: dir }).run(`${url}/hang.json`, 0, { signal: controller.signal })
-    await sleep(100)
+    expect(await eventually(() => hits.length > 0), 'the server saw the request').toBe(true)
     controller.abort()
     await expect(running).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
   })
@@ -251,5 +252,60 @@ describe('validating options before anything runs', () => {
     const options = { timeout: null, killSignal: null, maxBuffer: null, env: null, signal: null, onStdout: null }
     await expect(runtime.run(path, 0, options as unknown as RunOptions)).resolves.toMatchObject({ exitCode: 0 })
     expect(await eventually(() => existsSync(join(dir, 'ran')))).toBe(true)
+  })
+})
+
+describe('reading options', () => {
+  /** `target` behind a Proxy that counts how often each property is read. */
+  function counted<T extends object>(target: T) {
+    const reads: Record<string, number> = {}
+    const proxy = new Proxy(target, {
+      get(t, key, receiver) {
+        reads[String(key)] = (reads[String(key)] ?? 0) + 1
+        return Reflect.get(t, key, receiver)
+      },
+    })
+    return { proxy, reads }
+  }
+
+  it('reads each option and each config field exactly once', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('true'))
+    const config = counted({ workspaceDir: dir, timeout: 5000, maxBuffer: 1024 })
+    const runtime = new WorkerRuntime(config.proxy)
+    const options = counted({ timeout: 0, killSignal: 'SIGINT' as const, env: { HWR_A: '1' }, onStdout: () => {} })
+    await expect(runtime.run(path, 0, options.proxy)).resolves.toMatchObject({ exitCode: 0 })
+    expect(Object.keys(options.reads).length).toBeGreaterThanOrEqual(4)
+    for (const [key, n] of [...Object.entries(config.reads), ...Object.entries(options.reads)]) expect(n, key).toBe(1)
+  })
+
+  it('turns a throwing getter or a throwing Proxy into a rejection, never a throw', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('touch ran'))
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const boom = new Error('getter says no')
+    const getter = {
+      get timeout(): number {
+        throw boom
+      },
+    }
+    const proxy = new Proxy({}, {
+      get() {
+        throw boom
+      },
+    })
+    for (const options of [getter, proxy]) {
+      let promise: Promise<unknown> | undefined
+      expect(() => {
+        promise = runtime.run(path, 0, options as RunOptions)
+      }).not.toThrow()
+      await expect(promise).rejects.toBe(boom)
+    }
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
+  it('is a class: calling WorkerRuntime without new throws a TypeError', () => {
+    const call = WorkerRuntime as unknown as (config: object) => unknown
+    expect(() => call({ workspaceDir: tempDir() })).toThrow(TypeError)
   })
 })

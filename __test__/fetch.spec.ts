@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type FetchOptions } from '../index.js'
 import pkg from '../package.json'
-import { cleanup, closeServers, json, serve, specOf, tempDir, writeSpec } from './helpers'
+import { cleanup, closeServers, json, serve, specOf, tempDir, writeSpec, type Handler } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -157,33 +157,53 @@ describe('HTTP details', () => {
   })
 
   it('trusts a private CA only when given in caCertificates', async () => {
-    const dir = tempDir()
-    const sh = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
-    sh('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=Helios Test CA',
-      '-keyout', 'ca.key', '-out', 'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign')
-    sh('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr')
-    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
-    sh('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
-      '-out', 'server.pem', '-extfile', 'ext.cnf')
-    const server = createHttpsServer(
-      { key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) },
-      (req, res) => ok(req, res),
-    )
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/job.json`
+    const { ca, url, server } = await tlsServer((req, res) => ok(req, res))
     try {
       const refused = await runtime().run(url, 0).catch((e) => e)
       expect(refused.code).toBe('ERR_JOB_SPEC_FETCH')
       expect(refused.message).toMatch(/TLS error/)
       expect(refused.message).not.toContain('attempts')
-      const ca = readFileSync(join(dir, 'ca.pem'), 'utf8')
-      expect((await runtime({ caCertificates: [ca] }).run(url, 0)).stdout).toBe('fetched\n')
+      expect((await runtime({ ...fast, caCertificates: [ca] }).run(url, 0)).stdout).toBe('fetched\n')
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+
+  it('retries an HTTPS body cut off half-way (no TLS close_notify), as any reset', async () => {
+    let n = 0
+    const body = JSON.stringify(specOf('echo fetched'))
+    const { ca, url, server } = await tlsServer((req, res) => {
+      if (n++ > 0) return ok(req, res)
+      res.writeHead(200, { 'content-length': String(body.length) })
+      res.write(body.slice(0, body.length >> 1))
+      setTimeout(() => res.socket?.destroy(), 20)
+    })
+    try {
+      expect((await runtime({ ...fast, caCertificates: [ca] }).run(url, 0)).stdout).toBe('fetched\n')
+      expect(n).toBe(2)
     } finally {
       server.closeAllConnections()
       server.close()
     }
   })
 })
+
+/** An HTTPS server on 127.0.0.1 with a certificate from a private CA made for the test. */
+async function tlsServer(handler: Handler) {
+  const dir = tempDir()
+  const sh = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
+  sh('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=Helios Test CA',
+    '-keyout', 'ca.key', '-out', 'ca.pem', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign')
+  sh('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr')
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  sh('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
+    '-out', 'server.pem', '-extfile', 'ext.cnf')
+  const server = createHttpsServer({ key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) }, handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/job.json`
+  return { ca: readFileSync(join(dir, 'ca.pem'), 'utf8'), url, server }
+}
 
 describe('big specs', () => {
   const chunks = Array.from({ length: 100_000 }, (_, id) => ({

@@ -51,5 +51,5 @@ describe('as a dependency', () => {
     expect(typecheck()).toBe('')
     // The check can fail: a wrong type is caught.
     expect(typecheck('\nexport const wrong: string = 0 as number\n')).toMatch(/TS2322/)
-  })
+  }, 600_000)
 })

@@ -11,9 +11,11 @@ import { cleanup, consumerProject, specOf, tempDir, writeSpec } from './helpers'
 
 const root = resolve(__dirname, '..')
 const platform = 'linux-x64-gnu'
+// npm pack, npm install and tsc take their time on a loaded two-core machine.
+const TOOLS_TIMEOUT = 600_000
 const binary = join(root, `worker-runtime.${platform}.node`)
 const sh = (cmd: string, args: string[], cwd: string) =>
-  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000 })
 const npm = (args: string[], cwd: string) => sh('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], cwd)
 
 let work: string
@@ -37,7 +39,7 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
     platformTarball = join(work, npm(['pack', '--pack-destination', work], platformDir).trim().split('\n').at(-1)!)
     mkdirSync(join(work, 'empty'))
     writeFileSync(join(work, 'empty', 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
-  })
+  }, TOOLS_TIMEOUT)
   afterAll(cleanup)
 
   it('ships only the loader, the JavaScript entry, the types, the CLI and the docs', () => {
@@ -65,7 +67,7 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
     expect(sh('npx', ['--offline', 'helios-worker', spec, '0'], dir).trim()).toBe('installed')
 
     expect(consumerProject(dir, pkg.name).typecheck()).toBe('')
-  })
+  }, TOOLS_TIMEOUT)
 
   it('says which platform and which package when the binary is missing', () => {
     const dir = project('no-binary', [mainTarball])
@@ -74,5 +76,15 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
     expect(error.code).toBe('ERR_NATIVE_BINARY_NOT_FOUND')
     expect(error.message).toContain(`for ${platform}`)
     expect(error.message).toContain(`npm install ${pkg.name}-${platform}`)
+  })
+
+  it('shows the real cause when a binary is there but cannot be loaded', () => {
+    const dir = project('broken-binary', [mainTarball])
+    // Not a shared object: dlopen refuses it, as it would refuse one built for a newer glibc.
+    writeFileSync(join(dir, 'node_modules', pkg.name, `worker-runtime.${platform}.node`), 'not an ELF file')
+    writeFileSync(join(dir, 'load.cjs'), `try { require('${pkg.name}') } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`)
+    const error = JSON.parse(sh(process.execPath, ['load.cjs'], dir))
+    expect(error.code).not.toBe('ERR_NATIVE_BINARY_NOT_FOUND')
+    expect(error.message).toMatch(/invalid ELF header|file too short/)
   })
 })

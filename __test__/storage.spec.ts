@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type ArtifactStorage } from '../index.js'
-import { cleanup, existsSync, sleep, tempDir, writeSpec } from './helpers'
+import { cleanup, eventually, existsSync, sleep, tempDir, writeSpec } from './helpers'
 
 afterAll(cleanup)
 
@@ -83,10 +83,16 @@ describe('the storage bridge', () => {
 
   it('stops waiting for a storage call that never settles when the run is aborted', async () => {
     const { workspace, path } = jobWithAssets('s3://bucket/assets.zip', 'touch ran')
-    const storage = { downloadAssetBundle: () => new Promise<void>(() => {}) }
+    let called = false
+    const storage = {
+      downloadAssetBundle: () => {
+        called = true
+        return new Promise<void>(() => {})
+      },
+    }
     const controller = new AbortController()
     const running = new WorkerRuntime({ workspaceDir: workspace, storage }).run(path, 0, { signal: controller.signal })
-    await sleep(50)
+    expect(await eventually(() => called), 'the storage call started').toBe(true)
     controller.abort()
     await expect(running).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
     expect(existsSync(join(workspace, 'ran'))).toBe(false)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 # cargo-fuzz passes unstable flags; this lets a stable toolchain accept them for this build.
 export RUSTC_BOOTSTRAP=1
-for target in command spec; do
+for target in command job; do
   mkdir -p "fuzz/corpus/$target"
   cargo fuzz run --sanitizer none "$target" "fuzz/corpus/$target" -- -max_total_time="$seconds" -max_len=4096 \
     2>&1 | tee "fuzz/$target.log" | grep -E "^#[0-9]+ +(DONE|pulse)|ERROR|panicked" || true

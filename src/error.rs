@@ -142,7 +142,8 @@ impl Error {
         }
     }
 
-    /// The JavaScript class: bad arguments and options are `TypeError`s (CONTRACT §2.1).
+    /// The JavaScript class: bad arguments and options are `TypeError`s, as the TypeScript
+    /// runtime's callers expect.
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::InvalidArgument { .. } | Error::InvalidUrl { .. } => ErrorClass::TypeError,

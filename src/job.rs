@@ -614,5 +614,22 @@ mod timing {
         }
         times.sort();
         println!("{} MB: median {:?}", json.len() / 1_000_000, times[7]);
+        let median = |f: &dyn Fn()| {
+            let mut t: Vec<_> = (0..15)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .collect();
+            t.sort();
+            t[7]
+        };
+        let utf8 =
+            median(&|| assert!(std::str::from_utf8(std::hint::black_box(json.as_bytes())).is_ok()));
+        let skip = median(&|| {
+            serde_json::from_str::<serde::de::IgnoredAny>(std::hint::black_box(&json)).unwrap();
+        });
+        println!("of which: UTF-8 check {utf8:?}; serde_json skipping everything {skip:?}");
     }
 }

@@ -171,7 +171,7 @@ impl Capture {
 /// cancellation); a non-zero exit is an [`Outcome`].
 pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let controls = cmd.controls;
-    let mut command = std::process::Command::new(cmd.program);
+    let mut command = std::process::Command::new(program_path(&cmd)?);
     command
         .args(cmd.args)
         .current_dir(cmd.cwd)
@@ -284,6 +284,26 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         timed_out,
         usage,
     })
+}
+
+/// The program to start. A bare name is looked up in the command's own `PATH` here: handed
+/// an environment with a `PATH`, the standard library would otherwise fall back from
+/// `posix_spawn` to `fork` + `exec`, which copies the page tables of the whole Node process.
+fn program_path(cmd: &Command<'_>) -> Result<std::path::PathBuf, Error> {
+    let path = cmd.controls.env.as_ref().and_then(|env| {
+        env.iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+    });
+    match path {
+        Some(path) if !cmd.program.contains(std::path::is_separator) => {
+            which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
+                // ENOENT is 2 on every platform (ERROR_FILE_NOT_FOUND on Windows).
+                Error::spawn(&std::io::Error::from_raw_os_error(2), cmd.program)
+            })
+        }
+        _ => Ok(cmd.program.into()),
+    }
 }
 
 /// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a
