@@ -44,10 +44,11 @@ Exit codes:
 class UsageError extends Error {}
 
 function nonNegativeInteger(text, what) {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-    throw new UsageError(`${what} must be a non-negative integer, got '${text}'`)
+  const trimmed = text.trim()
+  if (!/^\d+$/.test(trimmed) || !Number.isSafeInteger(Number(trimmed))) {
+    throw new UsageError(`${what} must be a non-negative integer, got ${JSON.stringify(text)}`)
   }
-  return Number(text)
+  return Number(trimmed)
 }
 
 /** The chunk to run: the argument, else the one index variable that is set (or agree). */
@@ -59,7 +60,7 @@ function chunkFrom(argument, env) {
       `no chunkId: give it as an argument, or set one of ${INDEX_VARIABLES.map(([name]) => name).join(', ')}`,
     )
   }
-  const values = set.map(([name, engine]) => [name, nonNegativeInteger(env[name].trim(), `${name} (${engine})`)])
+  const values = set.map(([name, engine]) => [name, nonNegativeInteger(env[name], `${name} (${engine})`)])
   if (new Set(values.map(([, value]) => value)).size > 1) {
     throw new UsageError(`the chunk index variables disagree: ${values.map(([name, value]) => `${name}=${value}`).join(', ')}`)
   }
@@ -83,6 +84,7 @@ function parse(argv, env) {
   if (positionals.length < 1) throw new UsageError('missing jobPath')
   if (positionals.length > 2) throw new UsageError(`unexpected argument '${positionals[2]}'`)
   const timeout = values.timeout === undefined ? undefined : nonNegativeInteger(values.timeout, '--timeout')
+  if (values.workspace === '') throw new UsageError('--workspace needs a directory, got an empty one')
   return {
     ...values,
     jobPath: positionals[0],
@@ -109,6 +111,17 @@ async function main(argv, env) {
     return 0
   }
 
+  // A reader that goes away (`| head`) must not crash the worker: the chunk runs on, its
+  // output goes nowhere, and the exit code is still the chunk's.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err) => {
+      if (err.code !== 'EPIPE') throw err
+    })
+  }
+  const write = (stream) => (text) => {
+    if (!stream.destroyed && stream.writable) stream.write(text)
+  }
+
   const { WorkerRuntime } = require('..')
   const controller = new AbortController()
   let stoppedBy = null
@@ -123,12 +136,12 @@ async function main(argv, env) {
     const result = await runtime.run(options.jobPath, options.chunkId, {
       timeout: options.timeout,
       signal: controller.signal,
-      onStdout: (text) => process.stdout.write(text),
-      onStderr: (text) => process.stderr.write(text),
+      onStdout: write(process.stdout),
+      onStderr: write(process.stderr),
     })
     if (options.json) {
       const { stdout, stderr, ...summary } = result
-      process.stdout.write(`${JSON.stringify({ chunkId: options.chunkId, workspace: options.workspace, ...summary })}\n`)
+      write(process.stdout)(`${JSON.stringify({ chunkId: options.chunkId, workspace: options.workspace, ...summary })}\n`)
     }
     if (result.timedOut) return 124
     if (result.signal) return 128 + (constants.signals[result.signal] ?? 0)

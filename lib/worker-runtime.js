@@ -69,7 +69,7 @@ function makeRuntime(native) {
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
       const run = { signal, reason: undefined, controller: undefined }
-      const runId = signal || this.#storage ? (this.#lastId = (this.#lastId % 0xfffffffe) + 1) : undefined
+      const runId = (this.#lastId = (this.#lastId % 0x7fffffff) + 1)
       const options = {
         ...defaults.native,
         ...given?.native,
@@ -85,18 +85,18 @@ function makeRuntime(native) {
         this.#native.cancel(runId)
       }
       if (signal) listen(signal, onAbort)
-      if (runId !== undefined) this.#runs.set(runId, run)
-      const settle = () => {
+      if (signal || this.#storage) this.#runs.set(runId, run)
+      const settle = (error) => {
         if (signal) unlisten(signal, onAbort)
         this.#runs.delete(runId)
         // An adapter still at work (the run timed out, failed or was aborted) may stop now.
-        run.controller?.abort(run.reason ?? new Error('The run this download belongs to has ended'))
+        run.controller?.abort(run.reason ?? error ?? new Error('The run this download belongs to has ended'))
       }
       let running
       try {
         running = this.#native.run(jobPath, chunkId, options)
       } catch (error) {
-        settle()
+        settle(error)
         throw error
       }
       return running.then(
@@ -105,8 +105,9 @@ function makeRuntime(native) {
           return result
         },
         (error) => {
-          settle()
-          throw fromNative(error, run)
+          const shown = fromNative(error, run)
+          settle(shown)
+          throw shown
         },
       )
     }
@@ -121,7 +122,7 @@ function makeRuntime(native) {
       return new Promise((done) => done(download.call(storage, jobId, remoteUrl, targetDir, options))).then(
         () => undefined,
         (error) => {
-          throw error instanceof Error ? error : Object.assign(new Error(describe(error)), { cause: error })
+          throw error instanceof Error ? error : Object.assign(new Error(asString(error)), { cause: error })
         },
       )
     }
@@ -248,6 +249,15 @@ function guard(callback, name) {
         'HeliosWorkerRuntimeWarning',
       )
     }
+  }
+}
+
+/** `String(value)`, as the TypeScript runtime words a non-Error; never throws. */
+function asString(value) {
+  try {
+    return String(value)
+  } catch {
+    return describe(value)
   }
 }
 

@@ -112,6 +112,10 @@ pub enum Error {
     #[error("The operation was aborted")]
     Aborted,
 
+    /// The run's `timeout` passed before its command started.
+    #[error("The run timed out after {ms} ms while {stage}; its command never started")]
+    RunTimeout { ms: u128, stage: &'static str },
+
     #[error("Internal error in the worker runtime: {0}")]
     Internal(String),
 }
@@ -138,6 +142,7 @@ impl Error {
             Error::ChunkNotFound(_) => "ERR_CHUNK_NOT_FOUND",
             Error::InvalidCommand(_) => "ERR_INVALID_COMMAND",
             Error::Aborted => "ABORT_ERR",
+            Error::RunTimeout { .. } => "ERR_RUN_TIMEOUT",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }

@@ -63,14 +63,25 @@ impl FetchConfig {
         Ok(())
     }
 
-    /// Trust the certificates of a PEM document (one or more).
+    /// Trust the certificates of a PEM document (one or more). Each must parse as a
+    /// certificate now, so that a damaged one is refused here, not at the first fetch.
     pub fn add_ca_pem(&mut self, pem: &str) -> Result<(), String> {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| e.to_string())?;
-        if certs.is_empty() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut found = 0;
+        for (i, der) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+            let which = format!("certificate {} of the document", i + 1);
+            let der = der.map_err(|e| format!("{which} is not valid PEM ({e})"))?;
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|e| format!("{which} does not parse ({e})"))?;
+            let cert = reqwest::Certificate::from_der(&der).map_err(|e| format!("{which}: {e}"))?;
+            self.ca_certificates.push(cert);
+            found += 1;
+        }
+        if found == 0 {
             return Err("holds no PEM certificate".into());
         }
-        self.ca_certificates.extend(certs);
         Ok(())
     }
 }
@@ -206,14 +217,12 @@ impl HttpFetcher {
             let reason = response
                 .extensions()
                 .get::<hyper::ext::ReasonPhrase>()
-                .map(|r| match std::str::from_utf8(r.as_bytes()) {
-                    Ok(text) => text.to_owned(),
-                    // HTTP/1.1 reason phrases are ISO-8859-1 when not ASCII.
-                    Err(_) => r.as_bytes().iter().map(|&b| char::from(b)).collect(),
-                })
+                .and_then(|r| std::str::from_utf8(r.as_bytes()).ok())
+                // The HTTP parser drops a phrase that is not plain ASCII: say the standard one.
                 .filter(|reason| !reason.trim().is_empty())
-                .or_else(|| status.canonical_reason().map(str::to_owned))
-                .unwrap_or_default();
+                .or(status.canonical_reason())
+                .unwrap_or("Unknown Status")
+                .to_owned();
             let retry_after = matches!(status.as_u16(), 429 | 503)
                 .then(|| parse_retry_after(response.headers()))
                 .flatten();

@@ -7,7 +7,9 @@
 //! runs — the kernel closes that write end, the watcher's read returns end-of-file, and it
 //! kills every group still registered, and with them the helpers the commands started.
 //!
-//! Registering costs a file creation and a removal per run, and never wakes the watcher.
+//! Registering costs a file creation and a removal per run, and never wakes the watcher. A
+//! thread waits for the watcher; should it die while this process lives (someone killed it),
+//! the thread starts another on the same registry, so the runs already in flight stay covered.
 //!
 //! Why not `PR_SET_PDEATHSIG`: it fires when the *thread* that spawned the child exits (a
 //! pooled worker thread, long before the process dies), it is not inherited by the command's
@@ -24,6 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 const SHELL: &str = "/bin/sh";
 
@@ -38,60 +41,96 @@ done
 rm -rf "$1"
 "#;
 
+/// The running watcher: the write end of its pipe and the registry it watches.
 struct Watcher {
-    child: Child,
     /// Never written: its closing, when this process dies, is the message.
-    _pipe: ChildStdin,
+    pipe: ChildStdin,
     registry: PathBuf,
+    pid: u32,
 }
 
-static WATCHER: Mutex<Option<Watcher>> = Mutex::new(None);
+type Slot = Mutex<Option<Watcher>>;
 
-impl Watcher {
-    fn start(registry: Option<PathBuf>) -> Option<Watcher> {
-        let registry = match registry {
-            Some(dir) => dir,
-            None => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                let name = format!("helios-worker-runtime-{}-{stamp:x}", std::process::id());
-                // Memory-backed when there is one: a file per run costs less there.
-                [PathBuf::from("/dev/shm"), std::env::temp_dir()]
-                    .into_iter()
-                    .map(|base| base.join(&name))
-                    .find(|dir| create_private_dir(dir).is_ok())?
+static WATCHER: Slot = Mutex::new(None);
+
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Option<Watcher>> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Start a watcher on `registry` and keep it in `slot`. A thread waits for it; should it die
+/// while this process lives (someone killed it), the thread starts another on the same
+/// registry, so the groups already registered stay covered.
+fn start(registry: PathBuf, slot: &'static Slot) -> Option<Watcher> {
+    let (child, pipe) = spawn_watcher(&registry)?;
+    let pid = child.id();
+    let dir = registry.clone();
+    let thread = std::thread::Builder::new()
+        .name("helios-orphan-watcher".into())
+        .spawn(move || keep_watching(child, dir, slot));
+    if thread.is_err() {
+        let _ = std::fs::remove_dir(&registry);
+        return None;
+    }
+    Some(Watcher {
+        pipe,
+        registry,
+        pid,
+    })
+}
+
+fn keep_watching(mut child: Child, registry: PathBuf, slot: &'static Slot) {
+    loop {
+        let _ = child.wait();
+        // Not in a tight loop, should a watcher die as soon as it starts.
+        std::thread::sleep(Duration::from_millis(10));
+        let mut guard = lock(slot);
+        let Some(watcher) = guard.as_mut().filter(|w| w.registry == registry) else {
+            return; // Released on purpose: nothing left to watch.
+        };
+        match spawn_watcher(&registry) {
+            Some((next, pipe)) => {
+                watcher.pipe = pipe;
+                watcher.pid = next.id();
+                child = next;
             }
-        };
-        let mut command = Command::new(SHELL);
-        command
-            .args(["-c", SCRIPT, "helios-worker-runtime-watcher"])
-            .arg(&registry)
-            // Never read this process's environment from here: Node may be writing it.
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own group, so that a signal to this process's group does not take it too.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let Ok(mut child) = command.spawn() else {
-            let _ = std::fs::remove_dir(&registry);
-            return None;
-        };
-        let pipe = child.stdin.take()?;
-        Some(Watcher {
-            child,
-            _pipe: pipe,
-            registry,
-        })
+            None => {
+                guard.take();
+                return;
+            }
+        }
     }
+}
 
-    /// Whether the watcher is still there to do its job (someone may have killed it).
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
+fn spawn_watcher(registry: &Path) -> Option<(Child, ChildStdin)> {
+    let mut command = Command::new(SHELL);
+    command
+        .args(["-c", SCRIPT, "helios-worker-runtime-watcher"])
+        .arg(registry)
+        // Never read this process's environment from here: Node may be writing it.
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Its own group, so that a signal to this process's group does not take it too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().ok()?;
+    let pipe = child.stdin.take()?;
+    Some((child, pipe))
+}
+
+/// A new private registry directory: memory-backed when there is one (a file per run costs
+/// less there), else `/tmp` (not `$TMPDIR`: the environment is Node's to write).
+fn new_registry() -> Option<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("helios-worker-runtime-{}-{stamp:x}", std::process::id());
+    ["/dev/shm", "/tmp"]
+        .into_iter()
+        .map(|base| Path::new(base).join(&name))
+        .find(|dir| create_private_dir(dir).is_ok())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -101,20 +140,11 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// The registry directory of a running watcher, starting (or restarting) it when needed.
+/// The registry directory of the running watcher, starting one when there is none.
 fn registry() -> Option<PathBuf> {
-    let mut guard = WATCHER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(watcher) = guard.as_mut() {
-        if watcher.alive() {
-            return Some(watcher.registry.clone());
-        }
-        // Restarted on the same registry, so the groups already in it stay covered.
-        let registry = watcher.registry.clone();
-        *guard = Watcher::start(Some(registry));
-    } else {
-        *guard = Watcher::start(None);
+    let mut guard = lock(&WATCHER);
+    if guard.is_none() {
+        *guard = start(new_registry()?, &WATCHER);
     }
     guard.as_ref().map(|w| w.registry.clone())
 }
@@ -129,11 +159,7 @@ pub fn watch(pgid: i32) {
 /// Forget `pgid`; called once the group has been killed, before its leader is reaped (so the
 /// id cannot have been reused meanwhile).
 pub fn unwatch(pgid: i32) {
-    let dir = WATCHER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .as_ref()
-        .map(|w| w.registry.clone());
+    let dir = lock(&WATCHER).as_ref().map(|w| w.registry.clone());
     if let Some(dir) = dir {
         let _ = std::fs::remove_file(dir.join(pgid.to_string()));
     }
@@ -142,41 +168,65 @@ pub fn unwatch(pgid: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     fn alive(pid: i32) -> bool {
-        // SAFETY: signal 0 only checks for existence.
+        // SAFETY: signal 0 only checks that the process exists; no memory is involved.
         unsafe { libc::kill(pid, 0) == 0 }
     }
 
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(done(), "{what}");
+    }
+
     #[test]
-    fn the_watcher_kills_registered_groups_at_end_of_file() {
-        // A private watcher, so that the shared one is left alone.
-        let mut w = Watcher::start(None).expect("a watcher starts");
+    fn a_killed_watcher_is_replaced_and_the_replacement_kills_registered_groups() {
+        // A private slot and registry, so that the shared watcher is left alone.
+        static SLOT: Slot = Mutex::new(None);
+        let registry = new_registry().expect("a registry");
+        *lock(&SLOT) = start(registry.clone(), &SLOT);
+        let first = lock(&SLOT)
+            .as_ref()
+            .map(|w| w.pid)
+            .expect("a watcher starts");
         let mut group = Command::new("sleep");
         group.arg("30");
         std::os::unix::process::CommandExt::process_group(&mut group, 0);
         let mut kept = group.spawn().unwrap();
         let mut released = group.spawn().unwrap();
-        std::fs::File::create(w.registry.join(kept.id().to_string())).unwrap();
-        std::fs::File::create(w.registry.join(released.id().to_string())).unwrap();
-        std::fs::remove_file(w.registry.join(released.id().to_string())).unwrap();
-        assert!(w.alive());
-        drop(w._pipe);
-        w.child.wait().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while kept.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            kept.try_wait().unwrap().is_some(),
-            "the registered group was killed"
-        );
+        std::fs::File::create(registry.join(kept.id().to_string())).unwrap();
+        std::fs::File::create(registry.join(released.id().to_string())).unwrap();
+        std::fs::remove_file(registry.join(released.id().to_string())).unwrap();
+
+        // SAFETY: kill(2) on the watcher's pid; no memory is involved.
+        unsafe { libc::kill(first as i32, libc::SIGKILL) };
+        let pid = || lock(&SLOT).as_ref().map_or(first, |w| w.pid);
+        wait_for("another watcher took over", || {
+            pid() != first && alive(pid() as i32)
+        });
+
+        // This process "dies": the pipe closes.
+        let last = pid();
+        lock(&SLOT).take();
+        wait_for("the replacement ended", || {
+            !alive(last as i32) || {
+                // A zombie until the thread reaps it.
+                std::fs::read_to_string(format!("/proc/{last}/stat"))
+                    .is_ok_and(|s| s.contains(") Z"))
+            }
+        });
+        wait_for("the registered group was killed", || {
+            kept.try_wait().unwrap().is_some()
+        });
         assert!(
             alive(released.id() as i32),
             "the unregistered group was left alone"
         );
-        assert!(!w.registry.exists(), "the registry is removed");
+        wait_for("the registry is removed", || !registry.exists());
         released.kill().unwrap();
         released.wait().unwrap();
     }

@@ -2,7 +2,9 @@
 //! runtime reports its errors.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +64,10 @@ impl Runtime {
         if cancel.is_cancelled() {
             return Err(Error::Aborted);
         }
+        // The timeout covers the whole run: what is left of it when the command starts is
+        // the command's.
+        let deadline = controls.timeout.map(|t| Instant::now() + t);
+        let stage = AtomicU8::new(LOADING);
         let prepare = async {
             let plan = self
                 .loader
@@ -72,6 +78,7 @@ impl Runtime {
                 let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&self.workspace)?;
                 workspace_ready = true;
+                stage.store(DOWNLOADING, Ordering::Relaxed);
                 storage
                     .download_asset_bundle(plan.job_id, url, self.workspace.clone())
                     .await
@@ -83,10 +90,24 @@ impl Runtime {
             }
             Ok::<_, Error>(command)
         };
+        let expired = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let command = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
+            _ = expired => return Err(Error::RunTimeout {
+                ms: controls.timeout.unwrap_or_default().as_millis(),
+                stage: STAGES[usize::from(stage.load(Ordering::Relaxed))],
+            }),
+        };
+        let controls = Controls {
+            timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            ..controls
         };
         process::run(process::Command {
             program: &command.program,
@@ -99,6 +120,14 @@ impl Runtime {
         .await
     }
 }
+
+const LOADING: u8 = 0;
+const DOWNLOADING: u8 = 1;
+/// What a run was doing when its timeout passed before its command started.
+const STAGES: [&str; 2] = [
+    "loading the job spec",
+    "waiting for storage.downloadAssetBundle",
+];
 
 /// Create the workspace (and its parents) when missing; refuse a path that is not a directory.
 fn ensure_workspace(dir: &Path) -> Result<(), Error> {

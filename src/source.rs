@@ -98,7 +98,7 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// Specs up to this size are read and parsed on the async worker itself (well under a
+/// Fetched specs up to this size are parsed on the async worker itself (well under a
 /// millisecond); larger ones go to the blocking pool.
 const INLINE_BYTES: u64 = 256 * 1024;
 
@@ -130,10 +130,11 @@ impl Loader {
         }
     }
 
-    /// Load the spec at `source` and hand its bytes to `parse`. Small specs are read and
-    /// parsed right here, which costs less than a hop to another thread; a large one is read
-    /// and parsed in one blocking task, off the async workers, while its bytes are still in
-    /// the cache.
+    /// Load the spec at `source` and hand its bytes to `parse`. A small fetched spec is parsed
+    /// right here, which costs less than a hop to another thread. A file is opened, read and
+    /// parsed in one blocking task (anything a file system may block on, a slow NFS mount
+    /// say, stays off the async workers); a FIFO is read asynchronously, so that waiting for
+    /// its writer holds no thread and an abort or a timeout ends it at once.
     pub async fn load<T: Send + 'static>(
         &self,
         source: &JobSource,
@@ -153,17 +154,22 @@ impl Loader {
             }
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
-                let (file, len) = open_file(path, shown, limit)?;
-                if len <= INLINE_BYTES {
-                    return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
+                let (file_path, file_shown) = (path.clone(), shown.clone());
+                let loaded = self
+                    .off_thread(self.take_spare(), move |buffer| {
+                        if is_fifo(&file_path) {
+                            return Ok(Err(parse));
+                        }
+                        let (file, len) = open_file(&file_path, &file_shown, limit)?;
+                        let taken = std::mem::take(buffer);
+                        *buffer = read_to_end(file, len, &file_shown, limit, taken)?;
+                        Ok(Ok(parse(buffer, &name)))
+                    })
+                    .await?;
+                match loaded {
+                    Ok(parsed) => parsed,
+                    Err(parse) => parse(&read_fifo(path, shown, limit).await?, &source.name()),
                 }
-                let buffer = self.take_spare();
-                self.off_thread(buffer, move |buffer| {
-                    let taken = std::mem::take(buffer);
-                    *buffer = read_to_end(file, len, &name, limit, taken)?;
-                    parse(buffer, &name)
-                })
-                .await
             }
         }
     }
@@ -180,6 +186,49 @@ impl Loader {
         self.give_back(buffer);
         result
     }
+}
+
+#[cfg(unix)]
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &Path) -> bool {
+    false
+}
+
+/// Read a FIFO to its end without blocking a thread. Opened non-blocking, it reads as ended
+/// until a writer opens it; so until a writer has shown itself (data, or "nothing yet"), an
+/// empty read means "wait", and after that it means the end.
+#[cfg(unix)]
+async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    let pipe = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(path)
+        .map_err(|e| Error::io(&e, "open", shown))?;
+    let mut bytes = Vec::new();
+    let mut writer_seen = false;
+    loop {
+        pipe.readable()
+            .await
+            .map_err(|e| Error::io(&e, "read", shown))?;
+        match pipe.try_read_buf(&mut bytes) {
+            Ok(0) if writer_seen => return Ok(bytes),
+            Ok(0) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Ok(_) if bytes.len() as u64 > limit => return Err(too_large(shown, limit)),
+            Ok(_) => writer_seen = true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writer_seen = true,
+            Err(e) => return Err(Error::io(&e, "read", shown)),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn read_fifo(_: &Path, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
+    Err(Error::Internal(format!(
+        "{shown} is a FIFO, which this platform cannot read"
+    )))
 }
 
 fn too_large(source: &str, limit: u64) -> Error {

@@ -2,15 +2,17 @@
 //! output callbacks, queued in order with a barrier before the run settles.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::types::{DownloadFn, OutputFn};
 use crate::error::ExternalError;
-use crate::process::{BoxFuture, OutputSink, Stream};
+use crate::process::{BoxFuture, OutputSink, Stream, OUTPUT_QUEUE_BYTES};
 use crate::runtime::AssetStore;
 
 /// An error that came from JavaScript (a storage adapter's rejection), carried through Rust so
@@ -63,14 +65,70 @@ impl AssetStore for RunStorage {
 /// read, and one last (empty) call per stream proves every earlier piece was delivered.
 pub struct JsOutput {
     pub streams: [Option<Arc<OutputFn>>; 2],
+    /// Bytes handed to JavaScript and not delivered yet; reading stops while there are more
+    /// than `OUTPUT_QUEUE_BYTES`, so a busy JavaScript thread slows the command down instead
+    /// of piling its output up in memory.
+    pub queued: Arc<Queued>,
+}
+
+#[derive(Default)]
+pub struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl JsOutput {
+    pub fn new(streams: [Option<Arc<OutputFn>>; 2]) -> Self {
+        JsOutput {
+            streams,
+            queued: Arc::default(),
+        }
+    }
 }
 
 impl OutputSink for JsOutput {
     fn piece(&self, stream: Stream, text: String) {
-        if let Some(callback) = &self.streams[stream as usize] {
-            // Closing is the only failure: Node is going away and nobody is listening.
-            let _ = callback.call(text, ThreadsafeFunctionCallMode::NonBlocking);
+        let Some(callback) = &self.streams[stream as usize] else {
+            return;
+        };
+        let len = text.len();
+        let queued = self.queued.clone();
+        queued.bytes.fetch_add(len, Ordering::SeqCst);
+        let delivered = move |queued: &Queued| {
+            queued.bytes.fetch_sub(len, Ordering::SeqCst);
+            queued.drained.notify_waiters();
+        };
+        let on_js = queued.clone();
+        let status = callback.call_with_return_value(
+            text,
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |_, _| {
+                delivered(&on_js);
+                Ok(())
+            },
+        );
+        // Closing is the only failure: Node is going away and nobody is listening.
+        if status != Status::Ok {
+            delivered(&queued);
         }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.queued.bytes.load(Ordering::SeqCst) <= OUTPUT_QUEUE_BYTES
+    }
+
+    fn ready(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let drained = self.queued.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if self.is_ready() {
+                    return;
+                }
+                drained.await;
+            }
+        })
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {

@@ -7,7 +7,8 @@ mod errors;
 mod types;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -33,8 +34,10 @@ pub struct WorkerRuntime {
     defaults: Controls,
     download: Option<Arc<DownloadFn>>,
     output: [Option<Arc<OutputFn>>; 2],
-    /// The runs that can be cancelled, by the id the JavaScript entry gave them.
-    running: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+    /// Every run of the JavaScript environment this runtime belongs to.
+    runs: Arc<Runs>,
+    /// This runtime's part of a run's key in `runs`.
+    serial: u32,
 }
 
 #[napi]
@@ -60,7 +63,8 @@ impl WorkerRuntime {
             defaults,
             download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
             output: [config.on_stdout, config.on_stderr].map(|f| f.map(Arc::new)),
-            running: Arc::default(),
+            runs: env_runs(&env)?,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -96,7 +100,10 @@ impl WorkerRuntime {
             pick(options.on_stdout, &self.output[0]),
             pick(options.on_stderr, &self.output[1]),
         ];
-        let run_id = options.run_id.unwrap_or(0);
+        // The JavaScript entry numbers its runs below 2^31; any other caller's get ids above.
+        let run_id = options
+            .run_id
+            .unwrap_or_else(|| NEXT_SERIAL.fetch_add(1, Ordering::Relaxed) | 1 << 31);
         let extras = RunExtras {
             storage: self
                 .download
@@ -105,12 +112,10 @@ impl WorkerRuntime {
             sink: streams
                 .iter()
                 .any(Option::is_some)
-                .then(|| Arc::new(JsOutput { streams }) as _),
+                .then(|| Arc::new(JsOutput::new(streams)) as _),
             cancel: CancellationToken::new(),
         };
-        let registered = options
-            .run_id
-            .map(|id| Registered::new(&self.running, id, &extras.cancel));
+        let registered = Registered::new(&self.runs, self.key(run_id), &extras.cancel);
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
@@ -128,7 +133,7 @@ impl WorkerRuntime {
     /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
     #[napi(skip_typescript)]
     pub fn cancel(&self, run_id: u32) {
-        if let Some(token) = lock(&self.running).get(&run_id) {
+        if let Some(token) = lock(&self.runs).get(&self.key(run_id)) {
             token.cancel();
         }
     }
@@ -140,29 +145,56 @@ impl WorkerRuntime {
     }
 }
 
-/// A run's cancellation token, listed under its id for as long as the run lasts.
+impl WorkerRuntime {
+    fn key(&self, run_id: u32) -> u64 {
+        (u64::from(self.serial) << 32) | u64::from(run_id)
+    }
+}
+
+/// The cancellation tokens of the runs of one JavaScript environment (the main thread or a
+/// worker thread), by runtime serial and run id.
+type Runs = Mutex<HashMap<u64, CancellationToken>>;
+
+static NEXT_SERIAL: AtomicU32 = AtomicU32::new(0);
+
+/// The runs of `env`. When the environment goes away (a worker thread terminated, Node
+/// exiting), every run still in it is cancelled, which kills its process group.
+fn env_runs(env: &Env) -> Result<Arc<Runs>> {
+    static BY_ENV: LazyLock<Mutex<HashMap<usize, Arc<Runs>>>> = LazyLock::new(Mutex::default);
+    let key = env.raw() as usize;
+    let mut by_env = lock(&BY_ENV);
+    if let Some(runs) = by_env.get(&key) {
+        return Ok(runs.clone());
+    }
+    let runs = Arc::new(Runs::default());
+    env.add_env_cleanup_hook(key, |key| {
+        if let Some(runs) = lock(&BY_ENV).remove(&key) {
+            lock(&runs).values().for_each(CancellationToken::cancel);
+        }
+    })?;
+    by_env.insert(key, runs.clone());
+    Ok(runs)
+}
+
+/// A run's cancellation token, listed under its key for as long as the run lasts.
 struct Registered {
-    running: Arc<Mutex<HashMap<u32, CancellationToken>>>,
-    id: u32,
+    runs: Arc<Runs>,
+    key: u64,
 }
 
 impl Registered {
-    fn new(
-        running: &Arc<Mutex<HashMap<u32, CancellationToken>>>,
-        id: u32,
-        token: &CancellationToken,
-    ) -> Self {
-        lock(running).insert(id, token.clone());
+    fn new(runs: &Arc<Runs>, key: u64, token: &CancellationToken) -> Self {
+        lock(runs).insert(key, token.clone());
         Registered {
-            running: running.clone(),
-            id,
+            runs: runs.clone(),
+            key,
         }
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        lock(&self.running).remove(&self.id);
+        lock(&self.runs).remove(&self.key);
     }
 }
 

@@ -99,8 +99,8 @@ pub struct RunOptions<'a> {
     /// Like `onStdout`, for stderr.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stderr: Option<OutputFn>,
-    /// Set by the JavaScript entry: the id under which the run can be cancelled and its
-    /// storage call finds its `AbortSignal`.
+    /// Set by the JavaScript entry, unique among the runtime's runs in progress: the id under
+    /// which the run can be cancelled and its storage call finds its `AbortSignal`.
     #[napi(skip_typescript)]
     pub run_id: Option<u32>,
 }

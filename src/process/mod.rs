@@ -54,10 +54,17 @@ enum SpawnError {
     Pipes(std::io::Error),
 }
 
-/// Receives output as it arrives. `piece` must not block; `flush` resolves once every piece
-/// handed over so far has been delivered.
+/// At most this many bytes of output wait for an output callback per run; past it the pipes
+/// are not read until the callbacks catch up (the command then blocks on its writes).
+pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// Receives output as it arrives. `piece` must not block; `ready` resolves (and `is_ready`
+/// holds) while the receiver can take more; `flush` resolves once every piece handed over so
+/// far has been delivered.
 pub trait OutputSink: Send + Sync {
     fn piece(&self, stream: Stream, text: String);
+    fn is_ready(&self) -> bool;
+    fn ready(&self) -> BoxFuture<'_, ()>;
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
@@ -214,11 +221,11 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 let _ = child.finish();
                 return Err(Error::Aborted);
             }
-            read = read_some(&mut out.pipe, &mut out_buf) => match read {
+            read = read_when_ready(cmd.sink, &mut out.pipe, &mut out_buf) => match read {
                 Some(n) => out.accept(&out_buf[..n], cmd.sink),
                 None => out.close(cmd.sink),
             },
-            read = read_some(&mut err.pipe, &mut err_buf) => match read {
+            read = read_when_ready(cmd.sink, &mut err.pipe, &mut err_buf) => match read {
                 Some(n) => err.accept(&err_buf[..n], cmd.sink),
                 None => err.close(cmd.sink),
             },
@@ -239,7 +246,10 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 child.signal(Signal::KILL);
             }
             _ = sleep_until(drain_until.unwrap_or(far).into()), if drain_until.is_some() => {
-                if drain_killed {
+                if cmd.sink.is_some_and(|sink| !sink.is_ready()) {
+                    // The callbacks are behind, not the pipes: the grace starts once they catch up.
+                    drain_until = Some(Instant::now() + Duration::from_millis(50));
+                } else if drain_killed {
                     out.close(cmd.sink);
                     err.close(cmd.sink);
                 } else {
@@ -304,6 +314,18 @@ fn program_path(cmd: &Command<'_>) -> Result<std::path::PathBuf, Error> {
         }
         _ => Ok(cmd.program.into()),
     }
+}
+
+/// Read from `pipe` once the sink (if any) can take more output.
+async fn read_when_ready(
+    sink: Option<&dyn OutputSink>,
+    pipe: &mut Option<Pipe>,
+    buf: &mut Vec<u8>,
+) -> Option<usize> {
+    if let Some(sink) = sink.filter(|_| pipe.is_some()) {
+        sink.ready().await;
+    }
+    read_some(pipe, buf).await
 }
 
 /// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a

@@ -1,0 +1,441 @@
+// What a hostile caller, command, server or thread does must end in a clear, coded result:
+// Node never crashes, no run hangs, nothing leaks. One test (or more) per case.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { join, resolve } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { WorkerRuntime, type RunOptions } from '../index.js'
+import { alive, cleanup, closeServers, eventually, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
+
+afterAll(async () => {
+  await closeServers()
+  cleanup()
+})
+
+const root = resolve(__dirname, '..')
+const addon = join(root, 'index.js')
+const node = JSON.stringify(process.execPath)
+
+function setup(...commands: string[]) {
+  const dir = tempDir()
+  return { dir, path: writeSpec(dir, specOf(...commands)), runtime: new WorkerRuntime({ workspaceDir: dir }) }
+}
+
+/** Run a script in a Node process of its own; its exit code, signal and output. */
+function nodeScript(dir: string, source: string, timeout = 120_000) {
+  const file = join(dir, `script-${Math.random().toString(36).slice(2)}.cjs`)
+  writeFileSync(file, source)
+  const r = spawnSync(process.execPath, [file], { cwd: dir, encoding: 'utf8', timeout })
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** Collect the process warnings emitted while `work` runs (and shortly after). */
+async function warningsDuring(work: () => Promise<unknown>) {
+  const warnings: Error[] = []
+  const onWarning = (w: Error) => warnings.push(w)
+  process.on('warning', onWarning)
+  try {
+    await work()
+    await sleep(20)
+  } finally {
+    process.off('warning', onWarning)
+  }
+  return warnings
+}
+
+describe('crashes', () => {
+  it('1. process.env written while runs spawn: Node survives, variables set before run reach the command', () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('true', 'sh -c "echo $HWR_BEFORE"'))
+    const r = nodeScript(
+      dir,
+      `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} })
+       let writing = true, n = 0
+       const write = () => { process.env['HWR_NOISE_' + (n++ % 200)] = 'x'.repeat(n % 100); if (writing) setImmediate(write) }
+       write()
+       const loop = async (withEnv) => { for (let i = 0; i < 150; i++) {
+         const r = await runtime.run('job.json', 0, withEnv ? { env: { HWR_ADDED: String(i) } } : undefined)
+         if (r.exitCode !== 0) throw new Error('exit ' + r.exitCode + ' ' + r.stderr)
+       } }
+       process.env.HWR_BEFORE = 'seen'
+       Promise.all([...Array(8)].map((_, i) => loop(i % 2 === 0)))
+         .then(() => runtime.run('job.json', 1))
+         .then((r) => { writing = false; console.log('OK ' + r.stdout.trim()) }, (e) => { writing = false; console.log('FAILED ' + e.message); process.exitCode = 1 })`,
+    )
+    expect(r.signal).toBe(null)
+    expect(r.stdout.trim()).toBe('OK seen')
+    expect(r.code).toBe(0)
+  })
+
+  it.each([
+    ['a Symbol', 'Symbol("boom")', 'Symbol(boom)'],
+    ['a plain object', '{ a: 1 }', '{ a: 1 }'],
+    ['a number', '42', '42'],
+    ['a string', '"bad"', 'bad'],
+  ])('2. a callback throwing %s: the run resolves in full and one warning shows the value', async (_, thrown, shown) => {
+    const { path, runtime } = setup('sh -c "echo one; echo two >&2; echo three"')
+    let calls = 0
+    let result: Awaited<ReturnType<WorkerRuntime['run']>> | undefined
+    const throwing = new Function(`return ${thrown}`)()
+    const warnings = await warningsDuring(async () => {
+      result = await runtime.run(path, 0, {
+        onStdout: () => {
+          calls++
+          throw throwing
+        },
+      })
+    })
+    expect(result).toMatchObject({ exitCode: 0, stdout: 'one\nthree\n', stderr: 'two\n' })
+    expect(calls).toBe(1)
+    const ours = warnings.filter((w) => w.name === 'HeliosWorkerRuntimeWarning')
+    expect(ours).toHaveLength(1)
+    expect(ours[0].message).toContain(shown)
+  })
+})
+
+describe('hangs', () => {
+  it('3. every run settles exactly once, whatever the signal does: abort(Symbol()), a throwing reason, a throwing removeEventListener', async () => {
+    const { dir, path, runtime } = setup('sh -c "echo $$ > child.pid; exec sleep 30"')
+    const started = () => existsSync(join(dir, 'child.pid'))
+    // abort with a Symbol as the reason
+    const symbol = Symbol('why')
+    const c1 = new AbortController()
+    const p1 = runtime.run(path, 0, { signal: c1.signal })
+    expect(await eventually(started)).toBe(true)
+    c1.abort(symbol)
+    const e1 = await p1.catch((e) => e)
+    expect(e1).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
+    expect(e1.cause).toBe(symbol)
+    // a signal whose reason getter throws
+    const c2 = new AbortController()
+    const odd = c2.signal
+    Object.defineProperty(odd, 'reason', {
+      get() {
+        throw new Error('no reason for you')
+      },
+    })
+    rmSync(join(dir, 'child.pid'))
+    const p2 = runtime.run(path, 0, { signal: odd })
+    expect(await eventually(started)).toBe(true)
+    c2.abort()
+    await expect(p2).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' })
+    // a signal whose removeEventListener throws: the run still resolves
+    const c3 = new AbortController()
+    const stubborn = c3.signal
+    stubborn.removeEventListener = () => {
+      throw new Error('cannot remove')
+    }
+    const quick = writeSpec(dir, specOf('echo done'), 'quick.json')
+    await expect(runtime.run(quick, 0, { signal: stubborn })).resolves.toMatchObject({ stdout: 'done\n' })
+    // a signal whose addEventListener throws: the run rejects with that error, nothing runs
+    const c4 = new AbortController()
+    const deaf = c4.signal
+    const refused = new Error('no listeners here')
+    deaf.addEventListener = () => {
+      throw refused
+    }
+    await expect(runtime.run(quick, 0, { signal: deaf })).rejects.toBe(refused)
+  })
+
+  it.skipIf(process.platform !== 'linux')('4. a FIFO as jobPath holds no thread: other runs go on, an abort and a timeout end it at once', async () => {
+    const dir = tempDir()
+    const fifos = [0, 1, 2, 3].map((i) => join(dir, `fifo-${i}.json`))
+    for (const fifo of fifos) execFileSync('mkfifo', [fifo])
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const controller = new AbortController()
+    const blocked = fifos.slice(0, 3).map((fifo) => runtime.run(fifo, 0, { signal: controller.signal }))
+    const settled = blocked.map(() => false)
+    blocked.forEach((p, i) => p.catch(() => {}).finally(() => (settled[i] = true)))
+    // More FIFO loads than cores are waiting; an unrelated run is not held up by them.
+    const echo = writeSpec(dir, specOf('echo unrelated'), 'echo.json')
+    await expect(runtime.run(echo, 0, { timeout: 1000 })).resolves.toMatchObject({ stdout: 'unrelated\n' })
+    expect(settled).toEqual([false, false, false])
+    // The whole-run timeout ends a load that waits for a writer.
+    const timedOut = await runtime.run(fifos[3], 0, { timeout: 300 }).catch((e) => e)
+    expect(timedOut).toMatchObject({ code: 'ERR_RUN_TIMEOUT' })
+    expect(timedOut.message).toContain('loading the job spec')
+    // An abort ends the waiting loads.
+    controller.abort()
+    for (const p of blocked) await expect(p).rejects.toMatchObject({ code: 'ABORT_ERR' })
+    // A FIFO that does get a writer is read like a file.
+    const fed = runtime.run(fifos[0], 0)
+    writeFileSync(fifos[0], JSON.stringify(specOf('echo from a fifo')))
+    await expect(fed).resolves.toMatchObject({ stdout: 'from a fifo\n' })
+  })
+
+  it('5. a storage adapter that never settles: timeout ends the run, and the adapter is told', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'touch ran' }] })
+    let signal: AbortSignal | undefined
+    const storage = {
+      downloadAssetBundle: (_id: string, _url: string, _dir: string, options: { signal: AbortSignal }) => {
+        signal = options.signal
+        return new Promise<void>(() => {})
+      },
+    }
+    const err = await new WorkerRuntime({ workspaceDir: dir, storage, timeout: 300 }).run(path, 0).catch((e) => e)
+    expect(err).toMatchObject({ code: 'ERR_RUN_TIMEOUT' })
+    expect(err.message).toContain('storage.downloadAssetBundle')
+    expect(signal?.aborted).toBe(true)
+    expect(signal?.reason).toBe(err)
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
+  it('6. an abort during downloadAssetBundle reaches the adapter as its signal, and a well-written adapter stops', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })
+    let written = 0
+    let stoppedBy: unknown
+    const storage = {
+      async downloadAssetBundle(_id: string, _url: string, targetDir: string, { signal }: { signal: AbortSignal }) {
+        while (!signal.aborted) {
+          writeFileSync(join(targetDir, `part-${written++}`), 'x')
+          await sleep(10)
+        }
+        stoppedBy = signal.reason
+      },
+    }
+    const controller = new AbortController()
+    const reason = new Error('evicted')
+    const running = new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0, { signal: controller.signal })
+    expect(await eventually(() => written > 0)).toBe(true)
+    controller.abort(reason)
+    await expect(running).rejects.toMatchObject({ code: 'ABORT_ERR', cause: reason })
+    expect(await eventually(() => stoppedBy !== undefined)).toBe(true)
+    expect(stoppedBy).toBe(reason)
+    const after = written
+    await sleep(100)
+    expect(written).toBe(after)
+  })
+})
+
+describe('bounds and leaks', () => {
+  it('7. output for a busy callback is held back, not piled up: memory stays bounded and nothing is dropped', () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('head -c 268435456 /dev/zero'))
+    const r = nodeScript(
+      dir,
+      `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       let delivered = 0, first = true
+       new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} }).run('job.json', 0, {
+         maxBuffer: 1024,
+         onStdout: (text) => {
+           if (first) { first = false; const until = Date.now() + 3000; while (Date.now() < until); }
+           delivered += text.length
+         },
+       }).then((r) => console.log(JSON.stringify({ exitCode: r.exitCode, delivered, maxRss: process.resourceUsage().maxRSS * 1024 })))`,
+    )
+    const out = JSON.parse(r.stdout)
+    expect(out.exitCode).toBe(0)
+    expect(out.delivered).toBe(268435456)
+    // 256 MiB went through; without back-pressure it all waits in memory for the callback.
+    expect(out.maxRss).toBeLessThan(200 * 2 ** 20)
+  })
+
+  it('8. a terminated worker thread takes its runs with it, and nothing is printed', async () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('sh -c "echo $$ > child.pid; exec sleep 60"'))
+    const r = nodeScript(
+      dir,
+      `const { Worker } = require('node:worker_threads')
+       const { existsSync, readFileSync } = require('node:fs')
+       require(${JSON.stringify(addon)})
+       const worker = new Worker(\`
+         const { WorkerRuntime } = require(${JSON.stringify(addon)})
+         new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} }).run('job.json', 0, { onStdout: () => {} })
+       \`, { eval: true })
+       const wait = setInterval(async () => {
+         if (!existsSync('child.pid')) return
+         clearInterval(wait)
+         const pid = Number(readFileSync('child.pid', 'utf8'))
+         await worker.terminate()
+         const deadline = Date.now() + 5000
+         const alive = () => { try { return !/\\) Z/.test(readFileSync('/proc/' + pid + '/stat', 'utf8')) } catch { return false } }
+         while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+         console.log(alive() ? 'ALIVE ' + pid : 'GONE')
+       }, 20)`,
+    )
+    expect(r.stdout.trim()).toBe('GONE')
+    expect(r.stderr).not.toMatch(/ObjectRef|leak/)
+    expect(r.code).toBe(0)
+  })
+
+  it.skipIf(process.platform !== 'linux')('9. a killed watcher is replaced: runs in flight still die with Node, and nothing is left in /dev/shm', async () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('sh -c "echo $$ > child.pid; exec sleep 60"'))
+    const driver = join(dir, 'driver.cjs')
+    writeFileSync(
+      driver,
+      `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} }).run('job.json', 0)
+       setInterval(() => {}, 60000)`,
+    )
+    const child = spawn(process.execPath, [driver], { cwd: dir, stdio: 'ignore' })
+    const watchers = () =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+            return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('helios-worker-runtime-watcher') &&
+              Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === child.pid
+          } catch {
+            return false
+          }
+        })
+        .map(Number)
+    try {
+      expect(await eventually(() => existsSync(join(dir, 'child.pid')) && watchers().length === 1)).toBe(true)
+      const pid = Number(readFileSync(join(dir, 'child.pid'), 'utf8'))
+      const registry = () => readdirSync('/dev/shm').filter((name) => name.startsWith(`helios-worker-runtime-${child.pid}-`))
+      expect(registry()).toHaveLength(1)
+      const [first] = watchers()
+      process.kill(first, 'SIGKILL')
+      expect(await eventually(() => watchers().length === 1 && watchers()[0] !== first)).toBe(true)
+      child.kill('SIGKILL')
+      expect(await eventually(() => !alive(pid))).toBe(true)
+      expect(await eventually(() => registry().length === 0)).toBe(true)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  it('10. output larger than a JavaScript string resolves, truncated and flagged, with its exit code and stderr', async () => {
+    const { MAX_STRING_LENGTH } = (await import('node:buffer')).constants
+    const { path, runtime } = setup(`sh -c "head -c ${MAX_STRING_LENGTH + 4096} /dev/zero; echo tail >&2; exit 3"`)
+    const result = await runtime.run(path, 0, { maxBuffer: Number.POSITIVE_INFINITY })
+    expect(result).toMatchObject({ exitCode: 3, stderr: 'tail\n', stdoutTruncated: true })
+    expect(result.stdout.length).toBe(MAX_STRING_LENGTH)
+    const refused = await runtime.run(path, 0, { maxBuffer: MAX_STRING_LENGTH + 1 }).catch((e) => e)
+    expect(refused).toMatchObject({ code: 'ERR_OUT_OF_RANGE' })
+  }, 120_000)
+})
+
+describe('wrong values and messages', () => {
+  it.each<[string, RunOptions]>([
+    ['timeout 1e300', { timeout: 1e300 }],
+    ['timeout 1e22', { timeout: 1e22 }],
+    ['timeout 2^31', { timeout: 2 ** 31 }],
+    ['killGracePeriod 1e300', { killGracePeriod: 1e300 }],
+  ])('11. %s is refused as out of range before anything starts', async (_, options) => {
+    const { dir, path, runtime } = setup('touch ran')
+    const err = await runtime.run(path, 0, options).catch((e) => e)
+    expect(err).toMatchObject({ code: 'ERR_OUT_OF_RANGE' })
+    expect(err.message).toContain('<= 2147483647')
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
+  it('11. fetch timeouts out of range are refused at construction', () => {
+    for (const key of ['timeoutMs', 'connectTimeoutMs', 'idleTimeoutMs', 'retryBaseMs', 'retryMaxMs']) {
+      expect(() => new WorkerRuntime({ workspaceDir: tempDir(), fetch: { [key]: 1e300 } })).toThrow(
+        expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining(`config.fetch.${key}`) }),
+      )
+    }
+  })
+
+  it('12. maxSpecBytes: Infinity means no limit; a valid spec is never misread', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('echo read'))
+    for (const maxSpecBytes of [Number.POSITIVE_INFINITY, Number.MAX_SAFE_INTEGER]) {
+      const runtime = new WorkerRuntime({ workspaceDir: dir, fetch: { maxSpecBytes } })
+      await expect(runtime.run(path, 0)).resolves.toMatchObject({ stdout: 'read\n' })
+    }
+    expect(() => new WorkerRuntime({ workspaceDir: dir, fetch: { maxSpecBytes: 2 ** 64 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }),
+    )
+  })
+
+  it('13. a damaged PEM certificate is refused at construction, naming it', () => {
+    const dir = tempDir()
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=t', '-keyout', 'k.pem', '-out', 'c.pem'], { cwd: dir, stdio: 'pipe' })
+    const pem = readFileSync(join(dir, 'c.pem'), 'utf8')
+    const lines = pem.split('\n')
+    // Valid base64, so the PEM framing parses; the DER inside no longer does.
+    lines[1] = 'A'.repeat(lines[1].length)
+    const damaged = lines.join('\n')
+    expect(() => new WorkerRuntime({ workspaceDir: dir, fetch: { caCertificates: [pem, damaged] } })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_ARG_VALUE',
+        message: expect.stringMatching(/config\.fetch\.caCertificates\[1\].*certificate 1 of the document does not parse/),
+      }),
+    )
+    expect(() => new WorkerRuntime({ workspaceDir: dir, fetch: { caCertificates: [pem] } })).not.toThrow()
+  })
+
+  it('16. a reason phrase that is not ASCII: the standard phrase for the status, never an empty one', async () => {
+    const answers: Array<[number, Buffer, string]> = [
+      [404, Buffer.from('Erreur interne — échec', 'utf8'), 'Not Found'],
+      [403, Buffer.from('Acc\u00e8s refus\u00e9', 'latin1'), 'Forbidden'],
+      [499, Buffer.from('\u00e9chec', 'latin1'), 'Unknown Status'],
+    ]
+    for (const [status, reason, shown] of answers) {
+      const server = createServer((socket) => {
+        socket.once('data', () => {
+          socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} `), reason, Buffer.from('\r\ncontent-length: 0\r\nconnection: close\r\n\r\n')]))
+        })
+      })
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/job.json`
+      const err = await new WorkerRuntime({ workspaceDir: tempDir() }).run(url, 0).catch((e) => e)
+      server.close()
+      expect(err.code).toBe('ERR_JOB_SPEC_FETCH')
+      expect(err.message).toContain(`Failed to fetch job spec: ${shown} (HTTP ${status} from ${url})`)
+    }
+  })
+
+  it('17. a storage rejection that is not an Error becomes one, keeping the value as cause', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })
+    const values: unknown[] = ['nope', 42, { reason: 'object' }, Symbol('sym')]
+    for (const value of values) {
+      const storage = { downloadAssetBundle: () => Promise.reject(value) }
+      const err = await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0).catch((e) => e)
+      expect(err).toBeInstanceOf(Error)
+      expect(err.cause).toBe(value)
+    }
+    const err = await new WorkerRuntime({ workspaceDir: dir, storage: { downloadAssetBundle: () => Promise.reject('nope') } })
+      .run(path, 0)
+      .catch((e) => e)
+    expect(err.message).toBe('nope')
+  })
+
+  it('19. one AbortSignal shared by many concurrent runs: no MaxListenersExceededWarning', async () => {
+    const { path, runtime } = setup('sleep 0.2')
+    const controller = new AbortController()
+    const warnings = await warningsDuring(() =>
+      Promise.all(Array.from({ length: 30 }, () => runtime.run(path, 0, { signal: controller.signal }))),
+    )
+    expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning')
+  })
+})
+
+describe('18. the CLI', () => {
+  const cli = join(root, 'bin', 'helios-worker.js')
+
+  it('survives a reader that goes away (| head -c 1): no EPIPE crash, the chunk exit code', () => {
+    const dir = tempDir()
+    const spec = writeSpec(dir, specOf('seq 1 200000'))
+    const status = spawnSync('bash', ['-c', `${node} ${JSON.stringify(cli)} ${JSON.stringify(spec)} 0 --workspace ${JSON.stringify(dir)} | head -c 1 >/dev/null; echo \${PIPESTATUS[0]}`], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(status.stdout.trim()).toBe('0')
+    expect(status.stderr).toBe('')
+  })
+
+  it('refuses an empty --workspace= with the usage code, and shows an index of spaces as it is', () => {
+    const dir = tempDir()
+    const spec = writeSpec(dir, specOf('true'))
+    const empty = spawnSync(process.execPath, [cli, spec, '0', '--workspace='], { encoding: 'utf8' })
+    expect(empty.status).toBe(2)
+    expect(empty.stderr).toContain('--workspace')
+    const env = { ...process.env, JOB_COMPLETION_INDEX: '   ' }
+    const spaces = spawnSync(process.execPath, [cli, spec], { encoding: 'utf8', env })
+    expect(spaces.status).toBe(2)
+    expect(spaces.stderr).toContain('got "   "')
+  })
+})
