@@ -92,8 +92,11 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 /** Poll until `check()` holds or `ms` pass; returns the last value of `check()`. */
 export async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
   const deadline = Date.now() + ms
-  while (!check() && Date.now() < deadline) await sleep(20)
-  return check()
+  for (;;) {
+    if (check()) return true
+    if (Date.now() >= deadline) return false
+    await sleep(20)
+  }
 }
 
 export { existsSync }

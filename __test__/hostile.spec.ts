@@ -289,16 +289,20 @@ describe('bounds and leaks', () => {
         })
         .map(Number)
     try {
-      expect(await eventually(() => existsSync(join(dir, 'child.pid')) && watchers().length === 1)).toBe(true)
+      expect(await eventually(() => existsSync(join(dir, 'child.pid')) && watchers().length === 1, 15_000)).toBe(true)
       const pid = Number(readFileSync(join(dir, 'child.pid'), 'utf8'))
       const registry = () => readdirSync('/dev/shm').filter((name) => name.startsWith(`helios-worker-runtime-${child.pid}-`))
       expect(registry()).toHaveLength(1)
       const [first] = watchers()
       process.kill(first, 'SIGKILL')
-      expect(await eventually(() => watchers().length === 1 && watchers()[0] !== first)).toBe(true)
+      const replaced = await eventually(() => {
+        const now = watchers()
+        return now.length === 1 && now[0] !== first
+      }, 15_000)
+      expect(replaced, `watchers of ${child.pid}: first ${first}, now ${watchers()}`).toBe(true)
       child.kill('SIGKILL')
-      expect(await eventually(() => !alive(pid))).toBe(true)
-      expect(await eventually(() => registry().length === 0)).toBe(true)
+      expect(await eventually(() => !alive(pid), 15_000)).toBe(true)
+      expect(await eventually(() => registry().length === 0, 15_000)).toBe(true)
     } finally {
       child.kill('SIGKILL')
     }
@@ -437,5 +441,98 @@ describe('18. the CLI', () => {
     const spaces = spawnSync(process.execPath, [cli, spec], { encoding: 'utf8', env })
     expect(spaces.status).toBe(2)
     expect(spaces.stderr).toContain('got "   "')
+  })
+})
+
+describe('more hostile inputs', () => {
+  it('a runtime with a storage adapter can be collected once dropped', () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('true'))
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+         let collected = 0
+         const registry = new FinalizationRegistry(() => collected++)
+         ;(async () => {
+           for (let i = 0; i < 40; i++) {
+             const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)}, storage: { downloadAssetBundle() {} } })
+             await runtime.run('job.json', 0)
+             registry.register(runtime, i)
+           }
+           for (let i = 0; i < 20 && collected < 40; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 50)) }
+           console.log(collected)
+         })()`,
+      ],
+      { cwd: dir, encoding: 'utf8', timeout: 60_000 },
+    )
+    expect(Number(r.stdout.trim())).toBeGreaterThanOrEqual(35)
+  })
+
+  it("the adapter's own error comes back as it is, whatever code, errno or freezing it has", async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })
+    const errors = [
+      Object.assign(new Error('timed out inside the SDK'), { code: 'ABORT_ERR' }),
+      Object.assign(new Error('S3 GetObject failed, bucket b, key k'), { errno: -5, syscall: 'GetObject', code: 'S3Error' }),
+      Object.freeze(Object.assign(new Error('frozen, read, x'), { errno: -2, syscall: 'read', code: 'ENOENT' })),
+      (await import('node:vm')).runInNewContext('new Error("from another realm")'),
+    ]
+    for (const error of errors) {
+      const message = error.message
+      const storage = { downloadAssetBundle: () => Promise.reject(error) }
+      const err = await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0).catch((e) => e)
+      expect(err).toBe(error)
+      expect(err.message).toBe(message)
+    }
+  })
+
+  it('a spec id too large for a double reaches the adapter as a number, not a BigInt', async () => {
+    const dir = tempDir()
+    const path = join(dir, 'job.json')
+    writeFileSync(path, '{"id":12345678901234567890,"assetsUrl":"s3://b/a.zip","chunks":[{"id":0,"command":"true"}]}')
+    let seen: unknown
+    const storage = { downloadAssetBundle: (jobId: unknown) => void (seen = jobId) }
+    await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0)
+    expect(seen).toBe(12345678901234567890)
+  })
+
+  it('a byte that is not UTF-8 in a field becomes U+FFFD, as Node decodes a file, and the chunk runs', async () => {
+    const dir = tempDir()
+    const path = join(dir, 'job.json')
+    writeFileSync(path, Buffer.from('{"title":"caf\xe9","chunks":[{"id":0,"command":"echo \xe9t\xe9"}]}', 'latin1'))
+    const result = await new WorkerRuntime({ workspaceDir: dir }).run(path, 0)
+    expect(result.stdout).toBe('\uFFFDt\uFFFD\n')
+  })
+
+  it('an object that only looks like an AbortSignal is refused; a signal that fires while listened to runs nothing', async () => {
+    const { dir, path, runtime } = setup('touch ran')
+    const fake = await runtime.run(path, 0, { signal: { aborted: false } as unknown as AbortSignal }).catch((e) => e)
+    expect(fake).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
+    const reason = new Error('right away')
+    const eager = {
+      aborted: false,
+      reason,
+      addEventListener: (_: string, listener: () => void) => listener(),
+      removeEventListener: () => {},
+    }
+    const err = await runtime.run(path, 0, { signal: eager as unknown as AbortSignal }).catch((e) => e)
+    expect(err).toMatchObject({ code: 'ABORT_ERR', cause: reason })
+    await sleep(100)
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
+  it('a program found in PATH but not executable is EACCES, as spawn reports it', async () => {
+    const dir = tempDir()
+    const bin = join(dir, 'bin')
+    execFileSync('mkdir', [bin])
+    writeFileSync(join(bin, 'not-runnable'), '#!/bin/sh\necho no\n', { mode: 0o644 })
+    const path = writeSpec(dir, specOf('not-runnable'))
+    const err = await new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { env: { PATH: bin } }).catch((e) => e)
+    expect(err).toMatchObject({ code: 'EACCES', message: 'spawn not-runnable EACCES' })
+    const missing = await new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { env: { PATH: dir } }).catch((e) => e)
+    expect(missing).toMatchObject({ code: 'ENOENT', message: 'spawn not-runnable ENOENT' })
   })
 })

@@ -7,7 +7,7 @@
 const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
-const { getSystemErrorMap, inspect } = require('node:util')
+const { getSystemErrorMap, inspect, types } = require('node:util')
 
 const v = require('./validate.js')
 
@@ -19,7 +19,7 @@ function makeRuntime(native) {
   class WorkerRuntime {
     #native
     #defaults
-    #storage
+    #hasStorage
     #runs = new Map()
     #lastId = 0
 
@@ -34,10 +34,16 @@ function makeRuntime(native) {
       }
       const fetch = config.fetch == null ? undefined : fetchOptions(v.validateObject(config.fetch, 'config.fetch'))
       this.#defaults = runControls(config, 'config')
-      this.#storage = download && { download, storage }
+      this.#hasStorage = Boolean(download)
+      // The native side holds this bridge for as long as it lives: it must not hold `this`,
+      // or the runtime could never be collected.
+      const runs = this.#runs
       this.#native = new native.WorkerRuntime({
         workspaceDir: resolve(workspaceDir),
-        storage: download && { downloadAssetBundle: (...args) => this.#download(...args) },
+        storage: download && {
+          downloadAssetBundle: (jobId, remoteUrl, targetDir, runId) =>
+            callStorage(download, storage, runs.get(runId) ?? {}, [jobId, remoteUrl, targetDir]),
+        },
         fetch,
         ...this.#defaults.native,
         env: undefined,
@@ -68,7 +74,7 @@ function makeRuntime(native) {
       const defaults = this.#defaults
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
-      const run = { signal, reason: undefined, controller: undefined }
+      const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined }
       const runId = (this.#lastId = (this.#lastId % 0x7fffffff) + 1)
       const options = {
         ...defaults.native,
@@ -80,12 +86,13 @@ function makeRuntime(native) {
         runId,
       }
       const onAbort = () => {
+        run.aborted = true
         run.reason = readReason(signal)
         run.controller?.abort(run.reason)
         this.#native.cancel(runId)
       }
       if (signal) listen(signal, onAbort)
-      if (signal || this.#storage) this.#runs.set(runId, run)
+      if (signal || this.#hasStorage) this.#runs.set(runId, run)
       const settle = (error) => {
         if (signal) unlisten(signal, onAbort)
         this.#runs.delete(runId)
@@ -94,6 +101,8 @@ function makeRuntime(native) {
       }
       let running
       try {
+        // A signal may have fired while its listener was being added.
+        if (run.aborted) throw abortError(run.reason)
         running = this.#native.run(jobPath, chunkId, options)
       } catch (error) {
         settle(error)
@@ -111,23 +120,32 @@ function makeRuntime(native) {
         },
       )
     }
-
-    /** `storage.downloadAssetBundle` as `await` would call it: as a method, with the run's
-     * signal, a throw or a plain value turned into a promise, a non-Error wrapped. */
-    #download(jobId, remoteUrl, targetDir, runId) {
-      const { download, storage } = this.#storage
-      const run = this.#runs.get(runId) ?? {}
-      run.controller ??= new AbortController()
-      const options = { signal: run.controller.signal }
-      return new Promise((done) => done(download.call(storage, jobId, remoteUrl, targetDir, options))).then(
-        () => undefined,
-        (error) => {
-          throw error instanceof Error ? error : Object.assign(new Error(asString(error)), { cause: error })
-        },
-      )
-    }
   }
   return WorkerRuntime
+}
+
+/** `storage.downloadAssetBundle` as `await` would call it: as a method, with the run's signal
+ * (already aborted if the run was), a throw or a plain value turned into a promise, a
+ * non-Error wrapped as the TypeScript runtime wraps it. */
+function callStorage(download, storage, run, args) {
+  run.controller ??= new AbortController()
+  if (run.aborted) run.controller.abort(run.reason)
+  const options = { signal: run.controller.signal }
+  return new Promise((done) => done(download.call(storage, ...args, options))).then(
+    () => undefined,
+    (error) => {
+      run.adapterError = isError(error) ? error : Object.assign(new Error(asString(error)), { cause: error })
+      throw run.adapterError
+    },
+  )
+}
+
+function isError(value) {
+  try {
+    return value instanceof Error || types.isNativeError(value)
+  } catch {
+    return false
+  }
 }
 
 /** The run controls in `source` (a config or a run's options), each property read once. */
@@ -152,7 +170,7 @@ function runControls(source, prefix) {
   }
   if (onStdout != null) v.validateFunction(onStdout, name('onStdout'))
   if (onStderr != null) v.validateFunction(onStderr, name('onStderr'))
-  if (signal != null && (typeof signal !== 'object' || !('aborted' in signal))) {
+  if (signal != null && (typeof signal !== 'object' || !('aborted' in signal) || typeof signal.addEventListener !== 'function')) {
     throw v.invalidType(name('signal'), 'an instance of AbortSignal', signal)
   }
   return {
@@ -198,7 +216,14 @@ function environmentEntries(env, name) {
 /** The command's whole environment: `process.env` as it is now, on this thread (reading it
  * from another thread races with Node writing it), with the defaults and the run's overlay. */
 function environment(...overlays) {
-  const env = { ...process.env }
+  const env = {}
+  // process.env may have been replaced by any object: keep what an environment can hold.
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value != null && !key.includes('=') && !key.includes('\0')) {
+      const text = String(value)
+      if (!text.includes('\0')) env[key] = text
+    }
+  }
   for (const entries of overlays) {
     for (const [key, value] of entries ?? []) {
       if (value === null) delete env[key]
@@ -288,7 +313,9 @@ function abortError(reason) {
 /** The native error as the caller should see it: an abort carries the signal's reason; a
  * system error has Node's (libuv's) wording. */
 function fromNative(error, run) {
-  if (error?.code === 'ABORT_ERR') return abortError(run.reason)
+  // The adapter's own error comes back exactly as it was, whatever it looks like.
+  if (run.adapterError !== undefined && error === run.adapterError) return error
+  if (error?.code === 'ABORT_ERR' && run.aborted) return abortError(run.reason)
   if (typeof error?.errno === 'number' && typeof error.syscall === 'string' && !error.syscall.startsWith('spawn')) {
     const text = getSystemErrorMap().get(error.errno)?.[1]
     const rest = error.message.indexOf(', ')
@@ -303,15 +330,21 @@ const listeners = new WeakMap()
 
 function listen(signal, onAbort) {
   let runs = listeners.get(signal)
-  if (!runs) {
-    runs = new Set()
-    runs.dispatch = () => {
-      for (const run of runs) run()
-    }
-    signal.addEventListener('abort', runs.dispatch, { once: true })
-    listeners.set(signal, runs)
+  if (runs) {
+    runs.add(onAbort)
+    return
   }
-  runs.add(onAbort)
+  runs = new Set([onAbort])
+  runs.dispatch = () => {
+    for (const run of runs) run()
+  }
+  listeners.set(signal, runs)
+  try {
+    signal.addEventListener('abort', runs.dispatch, { once: true })
+  } catch (error) {
+    listeners.delete(signal)
+    throw error
+  }
 }
 
 function unlisten(signal, onAbort) {

@@ -40,18 +40,10 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
         line,
         column,
     };
-    // Checked once up front, so that serde_json can skip strings without checking them again.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let before = &bytes[..e.valid_up_to()];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before.len()
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-        invalid("invalid UTF-8".into(), line, column + 1)
-    })?;
-    let mut de = serde_json::Deserializer::from_str(text);
+    // Decoded as Node decodes a file or a response body before `JSON.parse`: a byte that is
+    // not UTF-8 becomes U+FFFD (no copy when there is none, the usual case).
+    let text = String::from_utf8_lossy(bytes);
+    let mut de = serde_json::Deserializer::from_str(&text);
     let top = de::DeserializeSeed::deserialize(Top(chunk_id as f64), &mut de)
         .and_then(|top| de.end().map(|()| top))
         .map_err(|e| {
@@ -67,8 +59,10 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
         chunks,
     } = top.ok_or(Error::MissingChunks)?;
     let found = chunks.ok_or(Error::MissingChunks)?;
+    // As `if (spec.assetsUrl)` reads it: a falsy value means no assets.
     let assets_url = match assets_url {
         None | Some(Field::Null | Field::Bool(false)) => None,
+        Some(Field::Number(0.0)) => None,
         Some(Field::Str(url)) => Some(url).filter(|url| !url.is_empty()),
         Some(other) => {
             return Err(Error::InvalidSpec(format!(
@@ -85,16 +79,33 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
                 Some(Ok(other)) => Err(Error::InvalidSpec(format!(
                     "{place} has a command that is not a string: found {other}"
                 ))),
-                Some(Err(e)) => Err(Error::InvalidSpec(format!("{place} has a command {e}"))),
+                Some(Err(e)) => Err(Error::InvalidSpec(format!(
+                    "{place} has a command that cannot be decoded: {e}"
+                ))),
                 None => Err(Error::InvalidSpec(format!("{place} has no command string"))),
             }
         }
     };
     Ok(JobPlan {
-        job_id: id,
+        job_id: id.map(as_js_numbers),
         assets_url,
         command,
     })
+}
+
+/// Every number in `value` as a JavaScript number (a double), as `JSON.parse` gives it: a
+/// large integer would otherwise reach JavaScript as a BigInt.
+fn as_js_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
+        Value::Array(items) => Value::Array(items.into_iter().map(as_js_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, as_js_numbers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// A number as JavaScript prints it (`3`, not `3.0`).
@@ -373,7 +384,7 @@ mod tests {
     #[test]
     fn the_id_reaches_storage_as_the_json_value_it_is() {
         let id = |json: &str| plan_of(json, 0).unwrap().job_id;
-        assert_eq!(id(r#"{"id":42,"chunks":[]}"#), Some(Value::from(42)));
+        assert_eq!(id(r#"{"id":42,"chunks":[]}"#), Some(Value::from(42.0)));
         assert_eq!(
             id(r#"{"id":"j","id":"k","chunks":[]}"#),
             Some(Value::from("k"))
@@ -568,9 +579,24 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_an_error() {
-        let err = plan(b"{\"chunks\":[{\"id\":0,\"command\":\"\xff\"}]}", "f", 0).unwrap_err();
-        assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+    fn bytes_that_are_not_utf8_become_replacement_characters_as_node_decodes_them() {
+        let p = plan(
+            b"{\"title\":\"caf\xe9\",\"chunks\":[{\"id\":0,\"command\":\"echo \xff\"}]}",
+            "f",
+            0,
+        );
+        assert_eq!(p.unwrap().command.unwrap(), "echo \u{FFFD}");
+    }
+
+    #[test]
+    fn large_integer_ids_are_javascript_numbers_and_a_zero_assets_url_is_none() {
+        let p = plan_of(
+            r#"{"id":12345678901234567890,"assetsUrl":0,"chunks":[]}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(p.job_id.unwrap().as_f64(), Some(12345678901234567890.0));
+        assert_eq!(p.assets_url, None);
     }
 
     #[test]

@@ -308,8 +308,22 @@ fn program_path(cmd: &Command<'_>) -> Result<std::path::PathBuf, Error> {
     match path {
         Some(path) if !cmd.program.contains(std::path::is_separator) => {
             which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
-                // ENOENT is 2 on every platform (ERROR_FILE_NOT_FOUND on Windows).
-                Error::spawn(&std::io::Error::from_raw_os_error(2), cmd.program)
+                // As execvp reports it: EACCES when some directory has a file of that name that
+                // cannot be run, else ENOENT.
+                let found = std::env::split_paths(path).any(|dir| dir.join(cmd.program).is_file());
+                #[cfg(unix)]
+                let err = std::io::Error::from_raw_os_error(if found {
+                    libc::EACCES
+                } else {
+                    libc::ENOENT
+                });
+                #[cfg(not(unix))]
+                let err = std::io::Error::from(if found {
+                    std::io::ErrorKind::PermissionDenied
+                } else {
+                    std::io::ErrorKind::NotFound
+                });
+                Error::spawn(&err, cmd.program)
             })
         }
         _ => Ok(cmd.program.into()),
