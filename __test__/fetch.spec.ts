@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer, request as httpRequest } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -249,5 +250,66 @@ describe('validating fetch options', () => {
     expect(() => new WorkerRuntime({ workspaceDir: '/tmp', fetch })).toThrow(
       expect.objectContaining({ name: 'TypeError', code, message: expect.stringMatching(message) }),
     )
+  })
+})
+
+describe('a runtime per request, as the infrastructure package creates them', () => {
+  it('shares one kept-alive connection between runtimes with the same settings', async () => {
+    const { url, server } = await serve({ '/job.json': json(specOf('true')) })
+    let connections = 0
+    server.on('connection', () => connections++)
+    const fetch = { headers: { 'x-shared': 'per-request-runtimes' } }
+    for (let i = 0; i < 5; i++) await new WorkerRuntime({ workspaceDir: tempDir(), fetch }).run(`${url}/job.json`, 0)
+    expect(connections).toBe(1)
+    // Other settings, another client.
+    await new WorkerRuntime({ workspaceDir: tempDir(), fetch: { headers: { 'x-shared': 'no' } } }).run(`${url}/job.json`, 0)
+    expect(connections).toBe(2)
+  })
+
+  it('trusts NODE_EXTRA_CA_CERTS, as Node does', async () => {
+    const { ca, url, server } = await tlsServer((req, res) => ok(req, res))
+    const file = join(tempDir(), 'extra-ca.pem')
+    writeFileSync(file, ca)
+    const before = process.env.NODE_EXTRA_CA_CERTS
+    try {
+      process.env.NODE_EXTRA_CA_CERTS = file
+      expect((await runtime().run(url, 0)).stdout).toBe('fetched\n')
+    } finally {
+      if (before === undefined) delete process.env.NODE_EXTRA_CA_CERTS
+      else process.env.NODE_EXTRA_CA_CERTS = before
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+
+  it('goes through HTTP_PROXY, and around it for NO_PROXY', async () => {
+    const { url } = await serve({ '/job.json': ok })
+    const proxied: string[] = []
+    const proxy = createHttpServer((req, res) => {
+      proxied.push(req.url ?? '')
+      const upstream = httpRequest(req.url ?? '', { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(res)
+      })
+      req.pipe(upstream)
+    })
+    await new Promise<void>((done) => proxy.listen(0, '127.0.0.1', done))
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY }
+    try {
+      process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+      delete process.env.NO_PROXY
+      expect((await runtime().run(`${url}/job.json`, 0)).stdout).toBe('fetched\n')
+      expect(proxied).toEqual([`${url}/job.json`])
+      process.env.NO_PROXY = '127.0.0.1'
+      expect((await runtime().run(`${url}/job.json`, 0)).stdout).toBe('fetched\n')
+      expect(proxied).toHaveLength(1)
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[key]
+        else process.env[key] = value
+      }
+      proxy.closeAllConnections()
+      proxy.close()
+    }
   })
 })

@@ -4,6 +4,7 @@
 // as `process.env` holds it when `run` is called. Everything else happens in Rust.
 'use strict'
 
+const { readFileSync } = require('node:fs')
 const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
@@ -32,7 +33,10 @@ function makeRuntime(native) {
         v.validateObject(storage, 'config.storage')
         download = v.validateFunction(storage.downloadAssetBundle, 'config.storage.downloadAssetBundle')
       }
-      const fetch = config.fetch == null ? undefined : fetchOptions(v.validateObject(config.fetch, 'config.fetch'))
+      const fetch = {
+        ...(config.fetch == null ? undefined : fetchOptions(v.validateObject(config.fetch, 'config.fetch'))),
+        ...environmentNetwork(),
+      }
       this.#defaults = runControls(config, 'config')
       this.#hasStorage = Boolean(download)
       // The native side holds this bridge for as long as it lives: it must not hold `this`,
@@ -256,6 +260,35 @@ function fetchOptions(fetch) {
     out.caCertificates = list.map((pem, i) => v.validateString(pem, `${name('caCertificates')}[${i}]`))
   }
   return out
+}
+
+/** What Node's own networking would take from the environment, read here on the JavaScript
+ * thread: the proxies (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, or their lower-case forms)
+ * and the certificates of `NODE_EXTRA_CA_CERTS`, which Node reads once per process. */
+function environmentNetwork() {
+  const env = process.env
+  const pick = (name) => env[name] || env[name.toLowerCase()] || undefined
+  return {
+    httpProxy: pick('HTTP_PROXY'),
+    httpsProxy: pick('HTTPS_PROXY'),
+    noProxy: pick('NO_PROXY'),
+    extraCaCertificates: extraCaCertificates(env.NODE_EXTRA_CA_CERTS),
+  }
+}
+
+let extraCas = { path: undefined, pem: undefined }
+function extraCaCertificates(path) {
+  if (!path) return undefined
+  if (extraCas.path !== path) {
+    let pem
+    try {
+      pem = readFileSync(path, 'utf8')
+    } catch (error) {
+      process.emitWarning(`Ignoring extra certs from \`${path}\`, load failed: ${error.message}`, 'HeliosWorkerRuntimeWarning')
+    }
+    extraCas = { path, pem }
+  }
+  return extraCas.pem
 }
 
 /** A callback that is not called again once it has thrown, whatever it threw; the throw

@@ -1,17 +1,17 @@
 //! Fetching a spec over HTTP(S) from a network that drops connections, answers 503 under
-//! load and sometimes hangs: one client per runtime (keep-alive), retries with exponential
+//! load and sometimes hangs: a client shared per process (see `clients`), retries with exponential
 //! backoff and full jitter for transient failures only, per-attempt and idle timeouts, and a
 //! size limit enforced while the body arrives.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
+use crate::clients::{self, Connection};
 use crate::error::Error;
 
 /// How specs are fetched (`WorkerRuntimeConfig.fetch`).
@@ -23,17 +23,14 @@ pub struct FetchConfig {
     pub retry_base: Duration,
     /// No backoff (nor `Retry-After` wait) is longer than this.
     pub retry_max: Duration,
-    /// `None`: no limit, for this and the two timeouts below.
-    pub connect_timeout: Option<Duration>,
-    /// The most one attempt may take, body included.
+    /// How to connect: headers, trusted CAs, connect timeout, proxies.
+    pub connection: Connection,
+    /// The most one attempt may take, body included (`None`: no limit, as for the next one).
     pub timeout: Option<Duration>,
     /// The longest the body may stall between two pieces.
     pub idle_timeout: Option<Duration>,
     /// The largest spec accepted, from the network (after decompression) or from a file.
     pub max_spec_bytes: u64,
-    pub headers: HeaderMap,
-    /// Extra trusted roots, as PEM, on top of the system's.
-    pub ca_certificates: Vec<reqwest::Certificate>,
 }
 
 impl Default for FetchConfig {
@@ -42,12 +39,13 @@ impl Default for FetchConfig {
             retries: 3,
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
-            connect_timeout: Some(Duration::from_secs(10)),
+            connection: Connection {
+                connect_timeout: Some(Duration::from_secs(10)),
+                ..Connection::default()
+            },
             timeout: Some(Duration::from_secs(60)),
             idle_timeout: Some(Duration::from_secs(30)),
             max_spec_bytes: 64 * 1024 * 1024,
-            headers: HeaderMap::new(),
-            ca_certificates: Vec::new(),
         }
     }
 }
@@ -55,33 +53,20 @@ impl Default for FetchConfig {
 impl FetchConfig {
     /// Add a request header, refusing names and values HTTP does not allow.
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let name = HeaderName::from_bytes(name.as_bytes())
+        HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| "is not a valid header name".to_owned())?;
-        let value =
-            HeaderValue::from_str(value).map_err(|_| "is not a valid header value".to_owned())?;
-        self.headers.append(name, value);
+        HeaderValue::from_str(value).map_err(|_| "is not a valid header value".to_owned())?;
+        let headers = &mut self.connection.headers;
+        headers.push((name.to_owned(), value.to_owned()));
+        headers.sort();
         Ok(())
     }
 
     /// Trust the certificates of a PEM document (one or more). Each must parse as a
     /// certificate now, so that a damaged one is refused here, not at the first fetch.
     pub fn add_ca_pem(&mut self, pem: &str) -> Result<(), String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-        let mut found = 0;
-        for (i, der) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
-            let which = format!("certificate {} of the document", i + 1);
-            let der = der.map_err(|e| format!("{which} is not valid PEM ({e})"))?;
-            rustls::RootCertStore::empty()
-                .add(der.clone())
-                .map_err(|e| format!("{which} does not parse ({e})"))?;
-            let cert = reqwest::Certificate::from_der(&der).map_err(|e| format!("{which}: {e}"))?;
-            self.ca_certificates.push(cert);
-            found += 1;
-        }
-        if found == 0 {
-            return Err("holds no PEM certificate".into());
-        }
+        let certificates = clients::parse_pem(pem)?;
+        self.connection.ca_certificates.extend(certificates);
         Ok(())
     }
 }
@@ -123,16 +108,16 @@ impl Failure {
 }
 
 pub struct HttpFetcher {
-    /// Built on first use: loading the TLS roots takes tens of milliseconds, which a runtime
-    /// that only ever reads files should not pay.
-    client: OnceLock<Result<reqwest::Client, String>>,
+    /// Taken from the shared clients on first use: a runtime that only ever reads files never
+    /// asks for one.
+    client: tokio::sync::OnceCell<reqwest::Client>,
     config: FetchConfig,
 }
 
 impl HttpFetcher {
     pub fn new(config: FetchConfig) -> Self {
         HttpFetcher {
-            client: OnceLock::new(),
+            client: tokio::sync::OnceCell::new(),
             config,
         }
     }
@@ -141,24 +126,10 @@ impl HttpFetcher {
         &self.config
     }
 
-    fn client(&self) -> Result<&reqwest::Client, Error> {
-        let config = &self.config;
+    async fn client(&self) -> Result<&reqwest::Client, Error> {
         self.client
-            .get_or_init(|| {
-                let mut builder = reqwest::Client::builder()
-                    .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
-                    .default_headers(config.headers.clone())
-                    .redirect(reqwest::redirect::Policy::limited(10));
-                if let Some(limit) = config.connect_timeout {
-                    builder = builder.connect_timeout(limit);
-                }
-                if !config.ca_certificates.is_empty() {
-                    builder = builder.tls_certs_merge(config.ca_certificates.iter().cloned());
-                }
-                builder.build().map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
+            .get_or_try_init(|| clients::client(&self.config.connection))
+            .await
     }
 
     /// GET `url`, retrying transient failures. The final error says how many attempts were
@@ -189,7 +160,7 @@ impl HttpFetcher {
     }
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>) -> Result<(), Failure> {
-        let client = self.client().map_err(Failure::Final)?;
+        let client = self.client().await.map_err(Failure::Final)?;
         body.clear();
         within(self.config.timeout, self.request(client, url, body))
             .await

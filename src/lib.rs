@@ -5,6 +5,7 @@
 //! typed values that the JavaScript entry (`index.js`) has already checked, and only converts
 //! values and errors.
 
+pub mod clients;
 pub mod command;
 pub mod error;
 pub mod fetch;

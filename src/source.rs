@@ -105,26 +105,27 @@ const INLINE_BYTES: u64 = 256 * 1024;
 /// Loads spec bytes from a [`JobSource`].
 pub struct Loader {
     http: HttpFetcher,
-    /// The buffer the last large spec was read into, kept for the next one: allocating (and
-    /// faulting in) tens of megabytes afresh for every run costs as much as parsing them.
-    spare: Mutex<Vec<u8>>,
 }
+
+/// The buffer the last large spec was read into, kept for the next one, whichever runtime
+/// reads it: allocating (and faulting in) tens of megabytes afresh for every run costs as
+/// much as parsing them, and consumers create a runtime per request.
+static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 impl Loader {
     pub fn new(config: FetchConfig) -> Self {
         Loader {
             http: HttpFetcher::new(config),
-            spare: Mutex::new(Vec::new()),
         }
     }
 
     fn take_spare(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *SPARE.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {
         buffer.clear();
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
         if buffer.capacity() > spare.capacity() {
             *spare = buffer;
         }

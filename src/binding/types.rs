@@ -129,6 +129,16 @@ pub struct FetchOptions {
     /// Extra CA certificates (PEM) trusted on top of the system's, for private clusters.
     #[napi(ts_type = "string | string[]")]
     pub ca_certificates: Option<Vec<String>>,
+    /// Set by the JavaScript entry from the environment when the runtime is created.
+    #[napi(skip_typescript)]
+    pub http_proxy: Option<String>,
+    #[napi(skip_typescript)]
+    pub https_proxy: Option<String>,
+    #[napi(skip_typescript)]
+    pub no_proxy: Option<String>,
+    /// The contents of the `NODE_EXTRA_CA_CERTS` file.
+    #[napi(skip_typescript)]
+    pub extra_ca_certificates: Option<String>,
 }
 
 /// What a run of one chunk produced.

@@ -1,0 +1,170 @@
+//! One HTTP client per process and per distinct connection settings. Real consumers create a
+//! runtime per request; sharing the client lets all of them reuse kept-alive connections and
+//! TLS sessions, and load the system's trusted roots once, as Node's global `fetch` does.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// What makes two clients differ. Everything here comes from the runtime's config or from
+/// the environment as the JavaScript thread read it: the client never reads the process
+/// environment itself (Node may be writing it on its own thread).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Connection {
+    /// Extra request headers, checked when they were added.
+    pub headers: Vec<(String, String)>,
+    /// Trusted on top of the system's roots: `fetch.caCertificates` and `NODE_EXTRA_CA_CERTS`,
+    /// as DER, each checked to parse.
+    pub ca_certificates: Vec<Vec<u8>>,
+    /// `None`: no limit.
+    pub connect_timeout: Option<Duration>,
+    /// `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` (or their lower-case forms).
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+/// Kept for the life of the process; past this many distinct settings (a runtime per tenant,
+/// each with its own token header, say) the oldest is let go, so the cache cannot grow for
+/// ever. Runtimes that already hold a client keep it.
+const MAX_CLIENTS: usize = 16;
+
+static CLIENTS: LazyLock<Mutex<Vec<(Connection, reqwest::Client)>>> = LazyLock::new(Mutex::default);
+
+/// The client for `connection`, built on the blocking pool the first time (loading the
+/// system's roots takes milliseconds), shared after that.
+pub async fn client(connection: &Connection) -> Result<reqwest::Client, Error> {
+    if let Some(client) = cached(connection) {
+        return Ok(client);
+    }
+    let settings = connection.clone();
+    let built = tokio::task::spawn_blocking(move || build(&settings))
+        .await
+        .map_err(|e| Error::Internal(format!("building the HTTP client failed: {e}")))??;
+    let mut clients = lock();
+    if let Some((_, client)) = clients.iter().find(|(c, _)| c == connection) {
+        return Ok(client.clone());
+    }
+    if clients.len() >= MAX_CLIENTS {
+        clients.remove(0);
+    }
+    clients.push((connection.clone(), built.clone()));
+    Ok(built)
+}
+
+fn cached(connection: &Connection) -> Option<reqwest::Client> {
+    lock()
+        .iter()
+        .find(|(c, _)| c == connection)
+        .map(|(_, client)| client.clone())
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<(Connection, reqwest::Client)>> {
+    CLIENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn build(c: &Connection) -> Result<reqwest::Client, Error> {
+    let internal =
+        |e: reqwest::Error| Error::Internal(format!("cannot build the HTTP client: {e}"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &c.headers {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        // Proxies come from the settings, never from the environment (see `Connection`).
+        .no_proxy();
+    if let Some(limit) = c.connect_timeout {
+        builder = builder.connect_timeout(limit);
+    }
+    let no_proxy = || reqwest::NoProxy::from_string(c.no_proxy.as_deref().unwrap_or(""));
+    if let Some(url) = &c.http_proxy {
+        builder = builder.proxy(
+            reqwest::Proxy::http(url)
+                .map_err(internal)?
+                .no_proxy(no_proxy()),
+        );
+    }
+    if let Some(url) = &c.https_proxy {
+        builder = builder.proxy(
+            reqwest::Proxy::https(url)
+                .map_err(internal)?
+                .no_proxy(no_proxy()),
+        );
+    }
+    if !c.ca_certificates.is_empty() {
+        let certs = c
+            .ca_certificates
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(internal)
+}
+
+/// The certificates of a PEM document, each checked to parse, as DER.
+pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut found = Vec::new();
+    for (i, der) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+        let which = format!("certificate {} of the document", i + 1);
+        let der = der.map_err(|e| format!("{which} is not valid PEM ({e})"))?;
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| format!("{which} does not parse ({e})"))?;
+        found.push(der.to_vec());
+    }
+    if found.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(found)
+}
+
+/// A proxy URL that the client will accept, or why not.
+pub fn check_proxy(url: &str) -> Result<(), String> {
+    reqwest::Proxy::all(url)
+        .map(drop)
+        .map_err(|e| format!("is not a proxy URL ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runtimes_with_the_same_settings_share_one_client() {
+        let a = Connection {
+            headers: vec![("x-test".into(), "shared".into())],
+            ..Connection::default()
+        };
+        client(&a).await.unwrap();
+        client(&a.clone()).await.unwrap();
+        assert_eq!(lock().iter().filter(|(c, _)| *c == a).count(), 1);
+        let b = Connection {
+            headers: vec![("x-test".into(), "other".into())],
+            ..Connection::default()
+        };
+        client(&b).await.unwrap();
+        assert_eq!(lock().iter().filter(|(c, _)| *c == a || *c == b).count(), 2);
+    }
+
+    #[test]
+    fn certificates_and_proxies_are_checked() {
+        assert!(parse_pem("not a certificate").is_err());
+        assert!(check_proxy("http://127.0.0.1:3128").is_ok());
+        assert!(check_proxy("::not a url::").is_err());
+    }
+}
