@@ -188,6 +188,11 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     if let Some(env) = &controls.env {
         command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
+    // Marked, so that the command and its helpers die with this process (see `orphans`).
+    #[cfg(all(unix, not(feature = "portable-process")))]
+    if let Some((name, token)) = crate::orphans::marker() {
+        command.env(name, token);
+    }
     let started = Instant::now();
     let (mut child, stdout, stderr) = sys::Child::spawn(command).map_err(|e| match e {
         SpawnError::Start(e) => Error::spawn(&e, cmd.program),

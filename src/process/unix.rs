@@ -19,15 +19,13 @@ pub struct Child {
 }
 
 impl Child {
-    /// Spawn `command` as the leader of a new process group and register the group, so that
-    /// it is killed if this process dies (see `crate::orphans`).
+    /// Spawn `command` as the leader of a new process group.
     pub fn spawn(
         mut command: std::process::Command,
     ) -> Result<(Child, Option<Pipe>, Option<Pipe>), SpawnError> {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut spawned = command.spawn().map_err(SpawnError::Start)?;
         let pid = spawned.id() as i32;
-        crate::orphans::watch(pid);
         let child = Child {
             pid,
             exit: ExitWatch::new(pid),
@@ -78,7 +76,6 @@ impl Drop for Child {
 
 fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     kill_group(pid, Signal::KILL);
-    crate::orphans::unwatch(pid);
     reap(pid)
 }
 
