@@ -157,10 +157,7 @@ export interface RunOptions {
    * process is never killed for writing more; `stdoutTruncated`/`stderrTruncated` say so.
    */
   maxBuffer?: number
-  /**
-   * Variables laid over the inherited environment. `null` removes an inherited variable.
-   * (The JavaScript entry hands over the whole environment, taken when `run` is called.)
-   */
+  /** Variables laid over the inherited environment. `null` removes an inherited variable. */
   env?: Record<string, string | number | boolean | null | undefined>
   /**
    * Aborting it kills the run's process group (or stops the spec fetch or storage call in

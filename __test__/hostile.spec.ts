@@ -185,6 +185,25 @@ describe('hangs', () => {
     expect(existsSync(join(dir, 'ran'))).toBe(false)
   })
 
+  it('5. a pending storage promise that nothing else refers to survives garbage collection', () => {
+    const dir = tempDir()
+    writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-e',
+        `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+         const storage = { downloadAssetBundle: () => new Promise(() => {}) }
+         const running = new WorkerRuntime({ workspaceDir: '.', storage, timeout: 500 }).run('job.json', 0)
+         setTimeout(() => { for (let i = 0; i < 5; i++) globalThis.gc() }, 100)
+         running.then(() => console.log('resolved'), (e) => console.log(e.code))`,
+      ],
+      { cwd: dir, encoding: 'utf8', timeout: 60_000 },
+    )
+    expect(r.stdout.trim()).toBe('ERR_RUN_TIMEOUT')
+  })
+
   it('6. an abort during downloadAssetBundle reaches the adapter as its signal, and a well-written adapter stops', async () => {
     const dir = tempDir()
     const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })

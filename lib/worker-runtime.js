@@ -1,7 +1,7 @@
 // The JavaScript side of `WorkerRuntime`: checks arguments as Node does, reads every option
 // once into plain values, and keeps what only JavaScript can do well here — the AbortSignal,
-// the output callbacks' errors, the storage adapter's `this` and promise, and the environment
-// as `process.env` holds it when `run` is called. Everything else happens in Rust.
+// the output callbacks' errors, the storage adapter's `this` and promise, and a worker
+// thread's own `process.env`. Everything else happens in Rust.
 'use strict'
 
 const { readFileSync } = require('node:fs')
@@ -9,6 +9,7 @@ const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
 const { getSystemErrorMap, inspect, types } = require('node:util')
+const { isMainThread } = require('node:worker_threads')
 
 const v = require('./validate.js')
 
@@ -50,7 +51,7 @@ function makeRuntime(native) {
         },
         fetch,
         ...this.#defaults.native,
-        env: undefined,
+        env: this.#defaults.env,
       })
     }
 
@@ -83,7 +84,8 @@ function makeRuntime(native) {
       const options = {
         ...defaults.native,
         ...given?.native,
-        env: environment(defaults.env, given?.env),
+        env: given?.env,
+        inheritedEnv: inheritedEnvironment(),
         onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout'),
         onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr'),
         signal: undefined,
@@ -135,13 +137,16 @@ function callStorage(download, storage, run, args) {
   run.controller ??= new AbortController()
   if (run.aborted) run.controller.abort(run.reason)
   const options = { signal: run.controller.signal }
-  return new Promise((done) => done(download.call(storage, ...args, options))).then(
+  // Held by the run for as long as it lasts: a promise nothing refers to can be collected
+  // before it settles, and the native side would see the call as failed, not pending.
+  run.pending = new Promise((done) => done(download.call(storage, ...args, options))).then(
     () => undefined,
     (error) => {
       run.adapterError = isError(error) ? error : Object.assign(new Error(asString(error)), { cause: error })
       throw run.adapterError
     },
   )
+  return run.pending
 }
 
 function isError(value) {
@@ -179,7 +184,7 @@ function runControls(source, prefix) {
   }
   return {
     native,
-    env: env == null ? undefined : environmentEntries(v.validateObject(env, name('env')), name('env')),
+    env: env == null ? undefined : environmentOverlay(v.validateObject(env, name('env')), name('env')),
     onStdout: onStdout ?? undefined,
     onStderr: onStderr ?? undefined,
     signal: signal ?? undefined,
@@ -197,10 +202,10 @@ function signalNumber(value, name) {
   throw v.invalidValue(name, "is not a known signal (e.g. 'SIGTERM')", value)
 }
 
-/** `{ KEY: value }` as entries: a string, number or boolean sets, `null` removes, `undefined`
- * is skipped (as child_process skips it). */
-function environmentEntries(env, name) {
-  const entries = []
+/** `{ KEY: value }` as a plain overlay: a string, number or boolean sets (as a string), `null`
+ * removes, `undefined` is skipped (as child_process skips it). */
+function environmentOverlay(env, name) {
+  const overlay = {}
   for (const key of Object.keys(env)) {
     const value = env[key]
     if (key === '' || key.includes('=') || key.includes('\0')) {
@@ -212,26 +217,25 @@ function environmentEntries(env, name) {
     }
     const text = value === null ? null : String(value)
     if (text?.includes('\0')) throw v.invalidValue(`${name}.${key}`, 'must not contain NUL bytes', value)
-    entries.push([key, text])
+    overlay[key] = text
   }
-  return entries
+  return overlay
 }
 
-/** The command's whole environment: `process.env` as it is now, on this thread (reading it
- * from another thread races with Node writing it), with the defaults and the run's overlay. */
-function environment(...overlays) {
+const processEnv = process.env
+
+/** The environment a command inherits, when it is not the process's own: on the main thread,
+ * with `process.env` untouched, the native side reads the process environment itself (on this
+ * thread, when `run` is called: Node writes it only from here). A worker thread's
+ * `process.env` is its own copy, and an object put in its place is what Node's own `spawn`
+ * would pass on: those are taken here, as a string can hold them. */
+function inheritedEnvironment() {
+  if (isMainThread && process.env === processEnv) return undefined
   const env = {}
-  // process.env may have been replaced by any object: keep what an environment can hold.
   for (const [key, value] of Object.entries(process.env)) {
     if (value != null && !key.includes('=') && !key.includes('\0')) {
       const text = String(value)
       if (!text.includes('\0')) env[key] = text
-    }
-  }
-  for (const entries of overlays) {
-    for (const [key, value] of entries ?? []) {
-      if (value === null) delete env[key]
-      else env[key] = value
     }
   }
   return env

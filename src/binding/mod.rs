@@ -7,6 +7,7 @@ mod errors;
 mod types;
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct WorkerRuntime {
     inner: Arc<Runtime>,
     defaults: Controls,
     download: Option<Arc<DownloadFn>>,
+    /// `config.env`: laid over the inherited environment before a run's own `env`.
+    env_defaults: HashMap<String, Option<String>>,
     output: [Option<Arc<OutputFn>>; 2],
     /// Every run of the JavaScript environment this runtime belongs to.
     runs: Arc<Runs>,
@@ -56,12 +59,12 @@ impl WorkerRuntime {
             config.kill_signal,
             config.kill_grace_period,
             config.max_buffer,
-            config.env,
         );
         Ok(WorkerRuntime {
             inner: Arc::new(Runtime::new(workspace, fetch)),
             defaults,
             download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
+            env_defaults: config.env.unwrap_or_default(),
             output: [config.on_stdout, config.on_stderr].map(|f| f.map(Arc::new)),
             runs: env_runs(&env)?,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -86,13 +89,13 @@ impl WorkerRuntime {
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
         let options = options.unwrap_or_default();
         let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
-        let controls = self.defaults.clone().overlay(
+        let mut controls = self.defaults.clone().overlay(
             options.timeout,
             options.kill_signal,
             options.kill_grace_period,
             options.max_buffer,
-            options.env,
         );
+        controls.env = Some(self.environment(options.inherited_env, options.env));
         let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
             given.map(Arc::new).or_else(|| default.clone())
         };
@@ -148,6 +151,31 @@ impl WorkerRuntime {
 impl WorkerRuntime {
     fn key(&self, run_id: u32) -> u64 {
         (u64::from(self.serial) << 32) | u64::from(run_id)
+    }
+
+    /// A run's whole environment, taken now, on the JavaScript thread: Node writes the
+    /// process's environment only from this thread, so reading it here cannot race with a
+    /// write (from another thread it can, and that crashes). Then `config.env` and the run's
+    /// `env` are laid over it; `null` removes a variable.
+    fn environment(
+        &self,
+        inherited: Option<HashMap<String, String>>,
+        overlay: Option<HashMap<String, Option<String>>>,
+    ) -> Vec<(OsString, OsString)> {
+        let mut env: HashMap<OsString, OsString> = match inherited {
+            Some(given) => given
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            None => std::env::vars_os().collect(),
+        };
+        for (key, value) in self.env_defaults.iter().chain(overlay.iter().flatten()) {
+            match value {
+                Some(value) => env.insert(key.into(), value.into()),
+                None => env.remove(OsStr::new(key)),
+            };
+        }
+        env.into_iter().collect()
     }
 }
 
@@ -216,7 +244,6 @@ impl Controls {
         kill_signal: Option<Either<String, i32>>,
         kill_grace_period: Option<f64>,
         max_buffer: Option<f64>,
-        env: Option<HashMap<String, String>>,
     ) -> Self {
         if let Some(ms) = timeout {
             // As in child_process: 0 means no timeout.
@@ -234,9 +261,6 @@ impl Controls {
         }
         if let Some(bytes) = max_buffer {
             self.max_buffer = bytes as usize;
-        }
-        if let Some(env) = env {
-            self.env = Some(env.into_iter().collect());
         }
         self
     }

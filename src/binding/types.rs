@@ -41,7 +41,7 @@ pub struct WorkerRuntimeConfig {
     pub max_buffer: Option<f64>,
     /// Default `RunOptions.env`.
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
-    pub env: Option<HashMap<String, String>>,
+    pub env: Option<HashMap<String, Option<String>>>,
     /// Default `RunOptions.onStdout`.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stdout: Option<OutputFn>,
@@ -83,9 +83,12 @@ pub struct RunOptions<'a> {
     /// process is never killed for writing more; `stdoutTruncated`/`stderrTruncated` say so.
     pub max_buffer: Option<f64>,
     /// Variables laid over the inherited environment. `null` removes an inherited variable.
-    /// (The JavaScript entry hands over the whole environment, taken when `run` is called.)
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
-    pub env: Option<HashMap<String, String>>,
+    pub env: Option<HashMap<String, Option<String>>>,
+    /// Set by the JavaScript entry when `process.env` is not the process's own environment (a
+    /// worker thread's copy, or an object put in its place): the environment to inherit.
+    #[napi(skip_typescript)]
+    pub inherited_env: Option<HashMap<String, String>>,
     /// Aborting it kills the run's process group (or stops the spec fetch or storage call in
     /// progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
     /// signal's reason). Read by the JavaScript entry, which cancels the run through `runId`.

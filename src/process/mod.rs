@@ -10,6 +10,7 @@ mod sys;
 #[path = "unix.rs"]
 mod sys;
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -79,7 +80,7 @@ pub struct Controls {
     /// The command's whole environment, taken on the JavaScript thread when `run` was called
     /// (Node may change its own at any moment, and reading it from another thread is a data
     /// race that crashes). `None` inherits this process's: for tests only.
-    pub env: Option<Vec<(String, String)>>,
+    pub env: Option<Vec<(OsString, OsString)>>,
 }
 
 impl Default for Controls {
@@ -308,7 +309,7 @@ fn program_path(cmd: &Command<'_>) -> Result<std::path::PathBuf, Error> {
     let path = cmd.controls.env.as_ref().and_then(|env| {
         env.iter()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_os_str())
     });
     match path {
         Some(path) if !cmd.program.contains(std::path::is_separator) => {
