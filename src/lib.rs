@@ -13,6 +13,7 @@ pub mod job;
 #[cfg(unix)]
 pub mod orphans;
 pub mod process;
+pub mod runs;
 pub mod runtime;
 pub mod source;
 

@@ -1,6 +1,8 @@
 //! `run()`: load → validate → assets → find chunk → execute, in the order the TypeScript
 //! runtime reports its errors.
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -119,6 +121,30 @@ impl Runtime {
         })
         .await
     }
+}
+
+/// A run's whole environment: `inherited` when given (a worker thread's own copy), else this
+/// process's, with `overlays` laid over it (`None` removes a variable). Call it on the
+/// JavaScript thread only: Node writes the process's environment from that thread, so reading
+/// it there cannot race with a write, while reading it from another thread can, and crashes.
+pub fn environment<'a>(
+    inherited: Option<HashMap<String, String>>,
+    overlays: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: HashMap<OsString, OsString> = match inherited {
+        Some(given) => given
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        None => std::env::vars_os().collect(),
+    };
+    for (key, value) in overlays {
+        match value {
+            Some(value) => env.insert(key.into(), value.into()),
+            None => env.remove(OsStr::new(key)),
+        };
+    }
+    env.into_iter().collect()
 }
 
 const LOADING: u8 = 0;
@@ -250,6 +276,22 @@ mod tests {
             err.to_string().contains(&file.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_environment_is_the_inherited_one_with_the_overlays() {
+        let inherited = HashMap::from([
+            ("A".to_owned(), "1".to_owned()),
+            ("B".to_owned(), "2".to_owned()),
+        ]);
+        let defaults = HashMap::from([
+            ("B".to_owned(), None),
+            ("C".to_owned(), Some("3".to_owned())),
+        ]);
+        let run = HashMap::from([("C".to_owned(), Some("4".to_owned()))]);
+        let mut env = environment(Some(inherited), defaults.iter().chain(run.iter()));
+        env.sort();
+        assert_eq!(env, [("A".into(), "1".into()), ("C".into(), "4".into())]);
     }
 
     #[tokio::test]

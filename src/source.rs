@@ -98,8 +98,8 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// Fetched specs up to this size are parsed on the async worker itself (well under a
-/// millisecond); larger ones go to the blocking pool.
+/// Specs up to this size (fetched, or from a local file system) are parsed on the async
+/// worker itself (well under a millisecond); larger ones go to the blocking pool.
 const INLINE_BYTES: u64 = 256 * 1024;
 
 /// Loads spec bytes from a [`JobSource`].
@@ -155,9 +155,20 @@ impl Loader {
             }
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
+                if local_dir(path) {
+                    // A local file system answers at once: a small spec costs less read right
+                    // here than a hop to the blocking pool and back.
+                    let small = std::fs::metadata(path)
+                        .is_ok_and(|meta| meta.is_file() && meta.len() <= INLINE_BYTES);
+                    if small {
+                        let (file, len) = open_file(path, shown, limit)?;
+                        return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
+                    }
+                }
                 let (file_path, file_shown) = (path.clone(), shown.clone());
                 let loaded = self
                     .off_thread(self.take_spare(), move |buffer| {
+                        learn_local_dir(&file_path);
                         if is_fifo(&file_path) {
                             return Ok(Err(parse));
                         }
@@ -188,6 +199,57 @@ impl Loader {
         result
     }
 }
+
+/// Directories known to be on a local file system, whose files are read right on the async
+/// workers. Anything else — a network file system (NFS, SMB, FUSE…) that may hang, a FIFO, a
+/// device, a directory not seen yet — is read on the blocking pool, which also learns here
+/// whether its directory is local. Bounded: cleared when full.
+static LOCAL_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+const MAX_LOCAL_DIRS: usize = 1024;
+
+fn local_dir(path: &Path) -> bool {
+    let dirs = LOCAL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    path.parent()
+        .is_some_and(|dir| dirs.iter().any(|known| known == dir))
+}
+
+/// Called on the blocking pool: `statfs` of a hung network mount blocks too.
+#[cfg(target_os = "linux")]
+fn learn_local_dir(path: &Path) {
+    use nix::sys::statfs::{self, statfs};
+    const ZFS_SUPER_MAGIC: i64 = 0x2fc1_2fc1;
+    let Some(dir) = path.parent() else { return };
+    let local = statfs(dir).is_ok_and(|fs| {
+        let kind = fs.filesystem_type();
+        [
+            statfs::EXT4_SUPER_MAGIC,
+            statfs::EXT3_SUPER_MAGIC,
+            statfs::EXT2_SUPER_MAGIC,
+            statfs::XFS_SUPER_MAGIC,
+            statfs::BTRFS_SUPER_MAGIC,
+            statfs::TMPFS_MAGIC,
+            statfs::OVERLAYFS_SUPER_MAGIC,
+            statfs::F2FS_SUPER_MAGIC,
+        ]
+        .contains(&kind)
+            || {
+                // The width of the type differs between C libraries.
+                #[allow(clippy::unnecessary_cast)]
+                let raw = kind.0 as i64;
+                raw == ZFS_SUPER_MAGIC
+            }
+    });
+    let mut dirs = LOCAL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if local && !dirs.iter().any(|known| known == dir) {
+        if dirs.len() >= MAX_LOCAL_DIRS {
+            dirs.clear();
+        }
+        dirs.push(dir.to_owned());
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn learn_local_dir(_: &Path) {}
 
 #[cfg(unix)]
 fn is_fifo(path: &Path) -> bool {

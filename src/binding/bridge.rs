@@ -2,17 +2,15 @@
 //! output callbacks, queued in order with a barrier before the run settles.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use serde_json::Value;
-use tokio::sync::Notify;
 
 use super::types::{DownloadFn, OutputFn};
 use crate::error::ExternalError;
-use crate::process::{BoxFuture, OutputSink, Stream, OUTPUT_QUEUE_BYTES};
+use crate::process::{BoxFuture, OutputSink, Queued, Stream};
 use crate::runtime::AssetStore;
 
 /// An error that came from JavaScript (a storage adapter's rejection), carried through Rust so
@@ -71,12 +69,6 @@ pub struct JsOutput {
     pub queued: Arc<Queued>,
 }
 
-#[derive(Default)]
-pub struct Queued {
-    bytes: AtomicUsize,
-    drained: Notify,
-}
-
 impl JsOutput {
     pub fn new(streams: [Option<Arc<OutputFn>>; 2]) -> Self {
         JsOutput {
@@ -92,43 +84,29 @@ impl OutputSink for JsOutput {
             return;
         };
         let len = text.len();
+        self.queued.add(len);
         let queued = self.queued.clone();
-        queued.bytes.fetch_add(len, Ordering::SeqCst);
-        let delivered = move |queued: &Queued| {
-            queued.bytes.fetch_sub(len, Ordering::SeqCst);
-            queued.drained.notify_waiters();
-        };
         let on_js = queued.clone();
         let status = callback.call_with_return_value(
             text,
             ThreadsafeFunctionCallMode::NonBlocking,
             move |_, _| {
-                delivered(&on_js);
+                on_js.delivered(len);
                 Ok(())
             },
         );
         // Closing is the only failure: Node is going away and nobody is listening.
         if status != Status::Ok {
-            delivered(&queued);
+            queued.delivered(len);
         }
     }
 
     fn is_ready(&self) -> bool {
-        self.queued.bytes.load(Ordering::SeqCst) <= OUTPUT_QUEUE_BYTES
+        self.queued.is_ready()
     }
 
     fn ready(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            loop {
-                let drained = self.queued.drained.notified();
-                tokio::pin!(drained);
-                drained.as_mut().enable();
-                if self.is_ready() {
-                    return;
-                }
-                drained.await;
-            }
-        })
+        Box::pin(self.queued.ready())
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {

@@ -7,10 +7,8 @@ mod errors;
 mod types;
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::Env;
@@ -19,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::fetch::FetchConfig;
-use crate::process::{Controls, Outcome, Signal};
-use crate::runtime::{AssetStore, RunExtras, Runtime};
+use crate::process::{millis, Controls, Outcome, Signal};
+use crate::runs::Runs;
+use crate::runtime::{self, AssetStore, RunExtras, Runtime};
 use crate::source::JobSource;
 use bridge::{JsOutput, RunStorage};
 pub use types::*;
@@ -56,7 +55,7 @@ impl WorkerRuntime {
         let fetch = fetch_config(config.fetch).map_err(fail)?;
         let defaults = Controls::default().overlay(
             config.timeout,
-            config.kill_signal,
+            signal(config.kill_signal),
             config.kill_grace_period,
             config.max_buffer,
         );
@@ -91,11 +90,15 @@ impl WorkerRuntime {
         let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
         let mut controls = self.defaults.clone().overlay(
             options.timeout,
-            options.kill_signal,
+            signal(options.kill_signal),
             options.kill_grace_period,
             options.max_buffer,
         );
-        controls.env = Some(self.environment(options.inherited_env, options.env));
+        // Taken now, on the JavaScript thread (see `runtime::environment`).
+        controls.env = Some(runtime::environment(
+            options.inherited_env,
+            self.env_defaults.iter().chain(options.env.iter().flatten()),
+        ));
         let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
             given.map(Arc::new).or_else(|| default.clone())
         };
@@ -118,7 +121,7 @@ impl WorkerRuntime {
                 .then(|| Arc::new(JsOutput::new(streams)) as _),
             cancel: CancellationToken::new(),
         };
-        let registered = Registered::new(&self.runs, self.key(run_id), &extras.cancel);
+        let registered = self.runs.register(self.key(run_id), &extras.cancel);
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
@@ -136,9 +139,7 @@ impl WorkerRuntime {
     /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
     #[napi(skip_typescript)]
     pub fn cancel(&self, run_id: u32) {
-        if let Some(token) = lock(&self.runs).get(&self.key(run_id)) {
-            token.cancel();
-        }
+        self.runs.cancel(self.key(run_id));
     }
 
     /// The absolute path of the workspace every command runs in.
@@ -152,36 +153,7 @@ impl WorkerRuntime {
     fn key(&self, run_id: u32) -> u64 {
         (u64::from(self.serial) << 32) | u64::from(run_id)
     }
-
-    /// A run's whole environment, taken now, on the JavaScript thread: Node writes the
-    /// process's environment only from this thread, so reading it here cannot race with a
-    /// write (from another thread it can, and that crashes). Then `config.env` and the run's
-    /// `env` are laid over it; `null` removes a variable.
-    fn environment(
-        &self,
-        inherited: Option<HashMap<String, String>>,
-        overlay: Option<HashMap<String, Option<String>>>,
-    ) -> Vec<(OsString, OsString)> {
-        let mut env: HashMap<OsString, OsString> = match inherited {
-            Some(given) => given
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            None => std::env::vars_os().collect(),
-        };
-        for (key, value) in self.env_defaults.iter().chain(overlay.iter().flatten()) {
-            match value {
-                Some(value) => env.insert(key.into(), value.into()),
-                None => env.remove(OsStr::new(key)),
-            };
-        }
-        env.into_iter().collect()
-    }
 }
-
-/// The cancellation tokens of the runs of one JavaScript environment (the main thread or a
-/// worker thread), by runtime serial and run id.
-type Runs = Mutex<HashMap<u64, CancellationToken>>;
 
 static NEXT_SERIAL: AtomicU32 = AtomicU32::new(0);
 
@@ -197,33 +169,11 @@ fn env_runs(env: &Env) -> Result<Arc<Runs>> {
     let runs = Arc::new(Runs::default());
     env.add_env_cleanup_hook(key, |key| {
         if let Some(runs) = lock(&BY_ENV).remove(&key) {
-            lock(&runs).values().for_each(CancellationToken::cancel);
+            runs.cancel_all();
         }
     })?;
     by_env.insert(key, runs.clone());
     Ok(runs)
-}
-
-/// A run's cancellation token, listed under its key for as long as the run lasts.
-struct Registered {
-    runs: Arc<Runs>,
-    key: u64,
-}
-
-impl Registered {
-    fn new(runs: &Arc<Runs>, key: u64, token: &CancellationToken) -> Self {
-        lock(runs).insert(key, token.clone());
-        Registered {
-            runs: runs.clone(),
-            key,
-        }
-    }
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        lock(&self.runs).remove(&self.key);
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -236,39 +186,12 @@ fn current_dir() -> std::result::Result<std::path::PathBuf, Error> {
     std::env::current_dir().map_err(|e| Error::io(&e, "uv_cwd", "."))
 }
 
-impl Controls {
-    /// These controls with the given options laid over them (`None` keeps the current value).
-    fn overlay(
-        mut self,
-        timeout: Option<f64>,
-        kill_signal: Option<Either<String, i32>>,
-        kill_grace_period: Option<f64>,
-        max_buffer: Option<f64>,
-    ) -> Self {
-        if let Some(ms) = timeout {
-            // As in child_process: 0 means no timeout.
-            self.timeout = millis(ms).filter(|t| !t.is_zero());
-        }
-        match kill_signal {
-            Some(Either::A(name)) => {
-                self.kill_signal = Signal::from_name(&name).unwrap_or(Signal::TERM)
-            }
-            Some(Either::B(number)) => self.kill_signal = Signal(number),
-            None => {}
-        }
-        if let Some(ms) = kill_grace_period {
-            self.kill_grace = millis(ms).unwrap_or(Duration::MAX);
-        }
-        if let Some(bytes) = max_buffer {
-            self.max_buffer = bytes as usize;
-        }
-        self
-    }
-}
-
-/// Milliseconds as a duration; `None` for Infinity.
-fn millis(ms: f64) -> Option<Duration> {
-    Duration::try_from_secs_f64(ms / 1000.0).ok()
+/// `killSignal` as given: a name (checked by the JavaScript entry) or a number.
+fn signal(given: Option<Either<String, i32>>) -> Option<Signal> {
+    given.map(|signal| match signal {
+        Either::A(name) => Signal::from_name(&name).unwrap_or(Signal::TERM),
+        Either::B(number) => Signal(number),
+    })
 }
 
 fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfig, Error> {

@@ -22,7 +22,7 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-pub use output::{TailBuffer, Utf8Stream};
+pub use output::{Queued, TailBuffer, Utf8Stream};
 pub use signal::Signal;
 
 /// How long output is still read after the process exits, for helpers that flush late.
@@ -81,6 +81,36 @@ pub struct Controls {
     /// (Node may change its own at any moment, and reading it from another thread is a data
     /// race that crashes). `None` inherits this process's: for tests only.
     pub env: Option<Vec<(OsString, OsString)>>,
+}
+
+impl Controls {
+    /// These controls with the given options laid over them (`None` keeps the current value).
+    pub fn overlay(
+        mut self,
+        timeout: Option<f64>,
+        kill_signal: Option<Signal>,
+        kill_grace_period: Option<f64>,
+        max_buffer: Option<f64>,
+    ) -> Self {
+        if let Some(ms) = timeout {
+            // As in child_process: 0 means no timeout.
+            self.timeout = millis(ms).filter(|t| !t.is_zero());
+        }
+        self.kill_signal = kill_signal.unwrap_or(self.kill_signal);
+        if let Some(ms) = kill_grace_period {
+            self.kill_grace = millis(ms).unwrap_or(Duration::MAX);
+        }
+        if let Some(bytes) = max_buffer {
+            // `as` saturates: Infinity keeps everything.
+            self.max_buffer = bytes as usize;
+        }
+        self
+    }
+}
+
+/// Milliseconds as a duration; `None` for Infinity.
+pub fn millis(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
 }
 
 impl Default for Controls {

@@ -1,6 +1,11 @@
 //! Output capture: a bounded tail buffer and an incremental UTF-8 decoder.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+use super::OUTPUT_QUEUE_BYTES;
 
 /// Keeps the most recent `max` bytes written to it.
 #[derive(Debug)]
@@ -51,6 +56,42 @@ impl TailBuffer {
         }
         String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+/// Bytes of output handed to a receiver and not delivered yet; "ready" while there are at most
+/// `OUTPUT_QUEUE_BYTES` of them.
+#[derive(Default)]
+pub struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl Queued {
+    pub fn add(&self, len: usize) {
+        self.bytes.fetch_add(len, Ordering::SeqCst);
+    }
+
+    pub fn delivered(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::SeqCst);
+        self.drained.notify_waiters();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.bytes.load(Ordering::SeqCst) <= OUTPUT_QUEUE_BYTES
+    }
+
+    /// Resolves once the receiver has caught up (at once if it has).
+    pub async fn ready(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.is_ready() {
+                return;
+            }
+            drained.await;
+        }
     }
 }
 
