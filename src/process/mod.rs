@@ -498,6 +498,7 @@ mod tests {
             );
         } else {
             // Without process groups the helper outlives the run (the documented limit).
+            // SAFETY: kill(2) on the helper's pid; no memory is involved.
             unsafe { libc::kill(helper, libc::SIGKILL) };
         }
     }
