@@ -282,6 +282,23 @@ describe('a runtime per request, as the infrastructure package creates them', ()
     }
   })
 
+  it('a proxy variable that is not a URL fails only HTTP fetches, and names itself', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('echo from a file'))
+    const { url } = await serve({ '/job.json': ok })
+    const before = process.env.http_proxy
+    try {
+      process.env.http_proxy = 'http://[not a url'
+      const runtime = new WorkerRuntime({ workspaceDir: dir })
+      expect((await runtime.run(path, 0)).stdout).toBe('from a file\n')
+      const err = await runtime.run(`${url}/job.json`, 0).catch((e) => e)
+      expect(err.message).toContain("http_proxy ('http://[not a url')")
+    } finally {
+      if (before === undefined) delete process.env.http_proxy
+      else process.env.http_proxy = before
+    }
+  })
+
   it('goes through HTTP_PROXY, and around it for NO_PROXY', async () => {
     const { url } = await serve({ '/job.json': ok })
     const proxied: string[] = []

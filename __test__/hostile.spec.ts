@@ -71,6 +71,35 @@ describe('crashes', () => {
     expect(r.code).toBe(0)
   })
 
+  it('1. a worker thread sharing the environment (SHARE_ENV) and writing it while runs start: Node survives', () => {
+    const dir = tempDir()
+    const r = nodeScript(
+      dir,
+      `const { Worker, SHARE_ENV, isMainThread } = require('node:worker_threads')
+       if (isMainThread) {
+         const { WorkerRuntime } = require(${JSON.stringify(addon)})
+         const runtime = new WorkerRuntime({ workspaceDir: '.' })
+         new Worker(__filename, { env: SHARE_ENV })
+         let runs = 0
+         const started = Date.now()
+         const batch = () => {
+           if (Date.now() - started > 3000) { console.log('OK ' + (runs >= 200)); process.exit(0) }
+           const all = []
+           for (let i = 0; i < 200; i++, runs++) all.push(runtime.run('missing.json', 0).catch(() => {}))
+           Promise.all(all).then(() => setImmediate(batch))
+         }
+         batch()
+       } else {
+         for (let i = 0; ; i++) {
+           process.env['HWR_SHARED_' + (i % 5000)] = 'x'.repeat(i % 64)
+           if (i % 5000 === 4999) for (let k = 0; k < 5000; k++) delete process.env['HWR_SHARED_' + k]
+         }
+       }`,
+    )
+    expect(r.signal).toBe(null)
+    expect(r.stdout.trim()).toBe('OK true')
+  })
+
   it.each([
     ['a Symbol', 'Symbol("boom")', 'Symbol(boom)'],
     ['a plain object', '{ a: 1 }', '{ a: 1 }'],

@@ -9,7 +9,6 @@ const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
 const { getSystemErrorMap, inspect, types } = require('node:util')
-const { isMainThread } = require('node:worker_threads')
 
 const v = require('./validate.js')
 
@@ -46,8 +45,12 @@ function makeRuntime(native) {
       this.#native = new native.WorkerRuntime({
         workspaceDir: resolve(workspaceDir),
         storage: download && {
-          downloadAssetBundle: (jobId, remoteUrl, targetDir, runId) =>
-            callStorage(download, storage, runs.get(runId) ?? {}, [jobId, remoteUrl, targetDir]),
+          downloadAssetBundle: (jobId, remoteUrl, targetDir, runId) => {
+            const run = runs.get(runId)
+            // A call that arrives after its run has ended starts nothing.
+            if (!run) return Promise.reject(new Error('The run this download belongs to has ended'))
+            return callStorage(download, storage, run, [jobId, remoteUrl, targetDir])
+          },
         },
         fetch,
         ...this.#defaults.native,
@@ -97,7 +100,11 @@ function makeRuntime(native) {
         run.controller?.abort(run.reason)
         this.#native.cancel(runId)
       }
-      if (signal) listen(signal, onAbort)
+      if (signal) {
+        listen(signal, onAbort)
+        // An abort before the listener was there (user code can run in between) counts too.
+        if (!run.aborted && signal.aborted) onAbort()
+      }
       if (signal || this.#hasStorage) this.#runs.set(runId, run)
       const settle = (error) => {
         if (signal) unlisten(signal, onAbort)
@@ -222,15 +229,12 @@ function environmentOverlay(env, name) {
   return overlay
 }
 
-const processEnv = process.env
-
-/** The environment a command inherits, when it is not the process's own: on the main thread,
- * with `process.env` untouched, the native side reads the process environment itself (on this
- * thread, when `run` is called: Node writes it only from here). A worker thread's
- * `process.env` is its own copy, and an object put in its place is what Node's own `spawn`
- * would pass on: those are taken here, as a string can hold them. */
+/** The environment a command inherits: `process.env` as it is when `run` is called, read here,
+ * through Node's own accessors. Those hold Node's lock on the process environment, which a
+ * worker started with `SHARE_ENV` also takes to write it; reading it from native code would
+ * race with such a write, and crash. A worker thread's own copy, or an object put in place of
+ * `process.env`, is what Node's `spawn` would pass on too. */
 function inheritedEnvironment() {
-  if (isMainThread && process.env === processEnv) return undefined
   const env = {}
   for (const [key, value] of Object.entries(process.env)) {
     if (value != null && !key.includes('=') && !key.includes('\0')) {
@@ -271,7 +275,8 @@ function fetchOptions(fetch) {
  * and the certificates of `NODE_EXTRA_CA_CERTS`, which Node reads once per process. */
 function environmentNetwork() {
   const env = process.env
-  const pick = (name) => env[name] || env[name.toLowerCase()] || undefined
+  // The lower-case form first, as curl and Node's own proxy support read them.
+  const pick = (name) => env[name.toLowerCase()] || env[name] || undefined
   return {
     httpProxy: pick('HTTP_PROXY'),
     httpsProxy: pick('HTTPS_PROXY'),

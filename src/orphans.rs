@@ -36,15 +36,18 @@ pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 const SHELL: &str = "/bin/sh";
 
 /// Waits for end-of-file on stdin, then kills every process whose environment carries the
-/// token (`$1`), and its group; twice, for a process forked meanwhile. Terminal and container
-/// signals are ignored: the watcher must outlive its parent to do its work.
+/// token (`$1`), and its group; twice, for a process forked meanwhile. A process's name may hold
+/// anything, newlines and `) ` included, so its `stat` is read whole and the fields are taken
+/// after the last `) `; a group id that is not a number above 1 is never used. Terminal and
+/// container signals are ignored: the watcher must outlive its parent to do its work.
 const SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
 read -r _
 for round in 1 2; do
   for f in $(grep -lzx "HELIOS_WORKER_RUNTIME_WATCH=$1" /proc/[0-9]*/environ 2>/dev/null); do
     p=${f#/proc/}; p=${p%/environ}
-    read -r s < "/proc/$p/stat" 2>/dev/null || continue
-    s=${s##*) }; set -- "$1" $s
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    set -- "$1" ${s##*) }
+    case "$4" in ''|*[!0-9]*|0|1) kill -s KILL "$p" 2>/dev/null; continue ;; esac
     kill -s KILL -- "-$4" "$p" 2>/dev/null
   done
 done
@@ -90,10 +93,11 @@ pub fn marker() -> Option<(&'static str, &'static str)> {
 fn start(token: &'static str, slot: &'static Slot) -> Option<Watcher> {
     let (child, pipe) = spawn_watcher(token)?;
     let pid = child.id();
-    std::thread::Builder::new()
+    // Without the thread the watcher still works; only its restart is lost. Its pipe must be
+    // kept either way: dropping it would fire it.
+    let _ = std::thread::Builder::new()
         .name("helios-orphan-watcher".into())
-        .spawn(move || keep_watching(child, token, slot))
-        .ok()?;
+        .spawn(move || keep_watching(child, token, slot));
     Some(Watcher { pipe, pid })
 }
 
@@ -190,5 +194,49 @@ mod tests {
         );
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn a_process_name_crafted_to_look_like_stat_fields_cannot_aim_the_watcher_elsewhere() {
+        static SLOT: Slot = Mutex::new(None);
+        let token = "test-token-for-hostile-names";
+        let mut group = Command::new("sleep");
+        group.arg("30");
+        std::os::unix::process::CommandExt::process_group(&mut group, 0);
+        let mut victim = group.spawn().unwrap();
+        // Its name (comm) claims the victim's group as its own, across a newline.
+        let name = format!("a) S 1 {}\n", victim.id());
+        let mut marked = Command::new("python3");
+        marked
+            .args(["-c", "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0); print(flush=True); time.sleep(30)"])
+            .arg(&name)
+            .env(MARKER, token)
+            .stdout(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut marked, 0);
+        let Ok(mut marked) = marked.spawn() else {
+            eprintln!("skipped: no python3 to set a process name with");
+            victim.kill().unwrap();
+            victim.wait().unwrap();
+            return;
+        };
+        // Wait until it has renamed itself.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(marked.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        *lock(&SLOT) = start(token, &SLOT);
+        lock(&SLOT).take();
+        wait_for("the marked process was killed", || {
+            marked.try_wait().unwrap().is_some()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            alive(victim.id() as i32),
+            "the group its name pointed at was left alone"
+        );
+        victim.kill().unwrap();
+        victim.wait().unwrap();
     }
 }

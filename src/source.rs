@@ -155,15 +155,11 @@ impl Loader {
             }
             JobSource::File { path, shown } => {
                 let limit = self.http.config().max_spec_bytes;
-                if local_dir(path) {
-                    // A local file system answers at once: a small spec costs less read right
-                    // here than a hop to the blocking pool and back.
-                    let small = std::fs::metadata(path)
-                        .is_ok_and(|meta| meta.is_file() && meta.len() <= INLINE_BYTES);
-                    if small {
-                        let (file, len) = open_file(path, shown, limit)?;
-                        return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
-                    }
+                // A local file system answers at once: a small spec costs less read right here
+                // than a hop to the blocking pool and back.
+                if let Some((file, len)) = local_dir(path).then(|| open_local_small(path)).flatten()
+                {
+                    return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
                 }
                 let (file_path, file_shown) = (path.clone(), shown.clone());
                 let loaded = self
@@ -250,6 +246,26 @@ fn learn_local_dir(path: &Path) {
 
 #[cfg(not(target_os = "linux"))]
 fn learn_local_dir(_: &Path) {}
+
+/// `path` opened without following a final symlink (it may point anywhere) and without
+/// blocking (a FIFO may have been put in its place), when it is a small regular file; `None`
+/// for anything else, which the blocking pool then reads (or reports) the careful way.
+#[cfg(unix)]
+fn open_local_small(path: &Path) -> Option<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.len() <= INLINE_BYTES).then_some((file, meta.len()))
+}
+
+#[cfg(not(unix))]
+fn open_local_small(_: &Path) -> Option<(std::fs::File, u64)> {
+    None
+}
 
 #[cfg(unix)]
 fn is_fifo(path: &Path) -> bool {

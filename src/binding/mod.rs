@@ -206,26 +206,14 @@ fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfi
     connection.connect_timeout = o
         .connect_timeout_ms
         .map_or(connection.connect_timeout, limit);
-    for (variable, value) in [
-        ("HTTP_PROXY", &o.http_proxy),
-        ("HTTPS_PROXY", &o.https_proxy),
-    ] {
-        if let Some(url) = value {
-            crate::clients::check_proxy(url).map_err(|why| {
-                invalid(format!(
-                    "The environment variable {variable} ('{url}') {why}"
-                ))
-            })?;
-        }
-    }
     connection.http_proxy = o.http_proxy;
     connection.https_proxy = o.https_proxy;
     connection.no_proxy = o.no_proxy;
-    // As Node does with NODE_EXTRA_CA_CERTS: what does not parse is left out, not fatal.
+    // As Node does with NODE_EXTRA_CA_CERTS: a certificate that does not parse is left out.
     if let Some(pem) = o.extra_ca_certificates {
         connection
             .ca_certificates
-            .extend(crate::clients::parse_pem(&pem).unwrap_or_default());
+            .extend(crate::clients::parse_pem_lenient(&pem));
     }
     fetch.timeout = o.timeout_ms.map_or(fetch.timeout, limit);
     fetch.idle_timeout = o.idle_timeout_ms.map_or(fetch.idle_timeout, limit);
