@@ -111,11 +111,13 @@ describe('helios-worker', () => {
     expect(result).not.toHaveProperty('stdout')
   })
 
-  it('uses HELIOS_WORKSPACE_DIR, then a fresh temporary directory', () => {
+  it('uses HELIOS_WORKSPACE_DIR, then a fresh temporary directory that it removes again', () => {
     const workspace = join(tempDir(), 'ws')
     expect(worker([spec, '5'], { HELIOS_WORKSPACE_DIR: workspace }).stdout.trim()).toBe(workspace)
     const fresh = worker([spec, '5']).stdout.trim()
     expect(fresh.startsWith(realpathSync(tmpdir())) || fresh.startsWith(tmpdir())).toBe(true)
+    expect(existsSync(fresh), 'the workspace the CLI made for itself is gone').toBe(false)
+    expect(existsSync(workspace), 'a workspace it was given is kept').toBe(true)
     expect(worker(['--workspace', workspace, spec, '5']).stdout.trim()).toBe(workspace)
   })
 

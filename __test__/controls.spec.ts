@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type RunOptions } from '../index.js'
-import { alive, cleanup, closeServers, eventually, existsSync, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
+import { alive, cleanup, closeServers, eventually, existsSync, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -179,18 +179,16 @@ describe('streaming callbacks', () => {
 
   it('survives a throwing callback and still resolves with the full result', async () => {
     const { path, runtime } = setup(`sh -c "echo one; echo two"`)
-    const warnings: Error[] = []
-    const onWarning = (w: Error) => warnings.push(w)
-    process.on('warning', onWarning)
     let calls = 0
-    const result = await runtime.run(path, 0, {
-      onStdout: () => {
-        calls++
-        throw new Error('log sink is down')
-      },
+    let result: Awaited<ReturnType<WorkerRuntime['run']>> | undefined
+    const warnings = await warningsDuring(async () => {
+      result = await runtime.run(path, 0, {
+        onStdout: () => {
+          calls++
+          throw new Error('log sink is down')
+        },
+      })
     })
-    await sleep(10)
-    process.off('warning', onWarning)
     expect(result).toMatchObject({ exitCode: 0, stdout: 'one\ntwo\n' })
     expect(calls).toBe(1)
     expect(warnings.map((w) => w.message).join()).toContain('log sink is down')

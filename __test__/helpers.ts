@@ -137,3 +137,21 @@ export function consumerProject(dir: string, name: string): { source: string; ty
   }
   return { source, typecheck }
 }
+
+/** Collect the process warnings emitted while `work` runs (and shortly after), instead of
+ * letting Node print them: the ones a test expects are asserted, not shown. */
+export async function warningsDuring(work: () => Promise<unknown>): Promise<Error[]> {
+  const warnings: Error[] = []
+  const printers = process.listeners('warning')
+  process.removeAllListeners('warning')
+  const onWarning = (w: Error) => warnings.push(w)
+  process.on('warning', onWarning)
+  try {
+    await work()
+    await sleep(20)
+  } finally {
+    process.off('warning', onWarning)
+    for (const printer of printers) process.on('warning', printer)
+  }
+  return warnings
+}

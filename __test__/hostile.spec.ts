@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type RunOptions } from '../index.js'
-import { alive, cleanup, closeServers, eventually, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
+import { alive, cleanup, closeServers, eventually, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -30,20 +30,6 @@ function nodeScript(dir: string, source: string, timeout = 120_000) {
   writeFileSync(file, source)
   const r = spawnSync(process.execPath, [file], { cwd: dir, encoding: 'utf8', timeout })
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
-}
-
-/** Collect the process warnings emitted while `work` runs (and shortly after). */
-async function warningsDuring(work: () => Promise<unknown>) {
-  const warnings: Error[] = []
-  const onWarning = (w: Error) => warnings.push(w)
-  process.on('warning', onWarning)
-  try {
-    await work()
-    await sleep(20)
-  } finally {
-    process.off('warning', onWarning)
-  }
-  return warnings
 }
 
 describe('crashes', () => {

@@ -3,7 +3,7 @@
 // started by Kubernetes (Indexed Job), AWS Batch (array job), Cloud Run Jobs or by hand.
 'use strict'
 
-const { mkdtempSync } = require('node:fs')
+const { mkdtempSync, rmSync } = require('node:fs')
 const { constants, tmpdir } = require('node:os')
 const { join } = require('node:path')
 const { parseArgs } = require('node:util')
@@ -29,7 +29,8 @@ Arguments:
 
 Options:
   --workspace DIR       where the command runs (default: $HELIOS_WORKSPACE_DIR, else a new
-                        directory under the system's temporary directory)
+                        directory under the system's temporary directory, removed again
+                        when the chunk ends)
   --timeout MS          end the chunk's process group after MS milliseconds (exit code 124)
   --json                print the result (without the output, which was streamed) as one
                         JSON line at the end
@@ -85,12 +86,15 @@ function parse(argv, env) {
   if (positionals.length > 2) throw new UsageError(`unexpected argument '${positionals[2]}'`)
   const timeout = values.timeout === undefined ? undefined : nonNegativeInteger(values.timeout, '--timeout')
   if (values.workspace === '') throw new UsageError('--workspace needs a directory, got an empty one')
+  const chunkId = chunkFrom(positionals[1], env)
+  const given = values.workspace ?? (env.HELIOS_WORKSPACE_DIR || undefined)
   return {
     ...values,
     jobPath: positionals[0],
-    chunkId: chunkFrom(positionals[1], env),
+    chunkId,
     timeout,
-    workspace: values.workspace ?? (env.HELIOS_WORKSPACE_DIR || mkdtempSync(join(tmpdir(), 'helios-worker-'))),
+    workspace: given ?? mkdtempSync(join(tmpdir(), 'helios-worker-')),
+    ownWorkspace: given === undefined,
   }
 }
 
@@ -118,10 +122,19 @@ async function main(argv, env) {
       if (err.code !== 'EPIPE') throw err
     })
   }
-  const write = (stream) => (text) => {
-    if (!stream.destroyed && stream.writable) stream.write(text)
+  try {
+    return await runChunk(options)
+  } finally {
+    // A workspace this process made for itself holds nothing anyone else will read.
+    if (options.ownWorkspace) rmSync(options.workspace, { recursive: true, force: true })
   }
+}
 
+const write = (stream) => (text) => {
+  if (!stream.destroyed && stream.writable) stream.write(text)
+}
+
+async function runChunk(options) {
   const { WorkerRuntime } = require('..')
   const controller = new AbortController()
   let stoppedBy = null

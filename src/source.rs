@@ -157,9 +157,19 @@ impl Loader {
                 let limit = self.http.config().max_spec_bytes;
                 // A local file system answers at once: a small spec costs less read right here
                 // than a hop to the blocking pool and back.
-                if let Some((file, len)) = local_dir(path).then(|| open_local_small(path)).flatten()
-                {
-                    return parse(&read_to_end(file, len, shown, limit, Vec::new())?, &name);
+                if local_dir(path) {
+                    match open_local(path) {
+                        Local::Small(file, len) => {
+                            let bytes = read_to_end(file, len, shown, limit, Vec::new())?;
+                            return parse(&bytes, &name);
+                        }
+                        // Read through this very descriptor: closing it could fail a writer
+                        // that has just connected.
+                        Local::Fifo(pipe) => {
+                            return parse(&read_fifo(pipe, shown, limit).await?, &name)
+                        }
+                        Local::Other => {}
+                    }
                 }
                 let (file_path, file_shown) = (path.clone(), shown.clone());
                 let loaded = self
@@ -176,7 +186,10 @@ impl Loader {
                     .await?;
                 match loaded {
                     Ok(parsed) => parsed,
-                    Err(parse) => parse(&read_fifo(path, shown, limit).await?, &source.name()),
+                    Err(parse) => {
+                        let pipe = open_fifo(path).map_err(|e| Error::io(&e, "open", shown))?;
+                        parse(&read_fifo(pipe, shown, limit).await?, &source.name())
+                    }
                 }
             }
         }
@@ -247,24 +260,53 @@ fn learn_local_dir(path: &Path) {
 #[cfg(not(target_os = "linux"))]
 fn learn_local_dir(_: &Path) {}
 
-/// `path` opened without following a final symlink (it may point anywhere) and without
-/// blocking (a FIFO may have been put in its place), when it is a small regular file; `None`
-/// for anything else, which the blocking pool then reads (or reports) the careful way.
+/// What a path in a local directory turned out to be, opened without following a final
+/// symlink (it may point anywhere) and without blocking (a FIFO may be there).
+enum Local {
+    /// A regular file small enough to read here.
+    Small(std::fs::File, u64),
+    Fifo(Pipe),
+    /// Anything else, which the blocking pool reads (or reports) the careful way.
+    Other,
+}
+
 #[cfg(unix)]
-fn open_local_small(path: &Path) -> Option<(std::fs::File, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+type Pipe = tokio::net::unix::pipe::Receiver;
+#[cfg(not(unix))]
+type Pipe = ();
+
+#[cfg(unix)]
+fn open_local(path: &Path) -> Local {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    (meta.is_file() && meta.len() <= INLINE_BYTES).then_some((file, meta.len()))
+        .open(path);
+    let Some((file, meta)) = opened.ok().and_then(|f| f.metadata().ok().map(|m| (f, m))) else {
+        return Local::Other;
+    };
+    if meta.is_file() && meta.len() <= INLINE_BYTES {
+        Local::Small(file, meta.len())
+    } else if meta.file_type().is_fifo() {
+        Pipe::from_file(file).map_or(Local::Other, Local::Fifo)
+    } else {
+        Local::Other
+    }
 }
 
 #[cfg(not(unix))]
-fn open_local_small(_: &Path) -> Option<(std::fs::File, u64)> {
-    None
+fn open_local(_: &Path) -> Local {
+    Local::Other
+}
+
+#[cfg(unix)]
+fn open_fifo(path: &Path) -> std::io::Result<Pipe> {
+    tokio::net::unix::pipe::OpenOptions::new().open_receiver(path)
+}
+
+#[cfg(not(unix))]
+fn open_fifo(_: &Path) -> std::io::Result<Pipe> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(unix)]
@@ -282,10 +324,7 @@ fn is_fifo(_: &Path) -> bool {
 /// until a writer opens it; so until a writer has shown itself (data, or "nothing yet"), an
 /// empty read means "wait", and after that it means the end.
 #[cfg(unix)]
-async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
-    let pipe = tokio::net::unix::pipe::OpenOptions::new()
-        .open_receiver(path)
-        .map_err(|e| Error::io(&e, "open", shown))?;
+async fn read_fifo(pipe: Pipe, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     let mut writer_seen = false;
     loop {
@@ -304,7 +343,7 @@ async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Erro
 }
 
 #[cfg(not(unix))]
-async fn read_fifo(_: &Path, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
+async fn read_fifo(_: Pipe, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
     Err(Error::Internal(format!(
         "{shown} is a FIFO, which this platform cannot read"
     )))
