@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type FetchOptions } from '../index.js'
 import pkg from '../package.json'
-import { cleanup, closeServers, json, serve, specOf, tempDir, writeSpec, type Handler } from './helpers'
+import { cleanup, closeServers, hasOpenssl, json, serve, specOf, tempDir, writeSpec, type Handler } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -157,7 +157,7 @@ describe('HTTP details', () => {
     expect(seen['user-agent']).toBe(`helios-worker-runtime/${pkg.version}`)
   })
 
-  it('trusts a private CA only when given in caCertificates', async () => {
+  it.skipIf(!hasOpenssl)('trusts a private CA only when given in caCertificates', async () => {
     const { ca, url, server } = await tlsServer((req, res) => ok(req, res))
     try {
       const refused = await runtime().run(url, 0).catch((e) => e)
@@ -171,7 +171,7 @@ describe('HTTP details', () => {
     }
   })
 
-  it('retries an HTTPS body cut off half-way (no TLS close_notify), as any reset', async () => {
+  it.skipIf(!hasOpenssl)('retries an HTTPS body cut off half-way (no TLS close_notify), as any reset', async () => {
     let n = 0
     const body = JSON.stringify(specOf('echo fetched'))
     const { ca, url, server } = await tlsServer((req, res) => {
@@ -266,7 +266,7 @@ describe('a runtime per request, as the infrastructure package creates them', ()
     expect(connections).toBe(2)
   })
 
-  it('trusts NODE_EXTRA_CA_CERTS, as Node does', async () => {
+  it.skipIf(!hasOpenssl)('trusts NODE_EXTRA_CA_CERTS, as Node does', async () => {
     const { ca, url, server } = await tlsServer((req, res) => ok(req, res))
     const file = join(tempDir(), 'extra-ca.pem')
     writeFileSync(file, ca)

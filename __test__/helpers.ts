@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -155,3 +155,8 @@ export async function warningsDuring(work: () => Promise<unknown>): Promise<Erro
   }
   return warnings
 }
+
+/** Whether the `openssl` command is there to make test certificates; without it the TLS tests
+ * are skipped, saying why (`.ci/run` installs it). */
+export const hasOpenssl = spawnSync('openssl', ['version']).status === 0
+if (!hasOpenssl) console.warn('openssl was not found: the tests that need a TLS certificate are skipped')

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { WorkerRuntime, type RunOptions } from '../index.js'
-import { alive, cleanup, closeServers, eventually, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
+import { alive, cleanup, closeServers, eventually, hasOpenssl, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -387,7 +387,7 @@ describe('wrong values and messages', () => {
     )
   })
 
-  it('13. a damaged PEM certificate is refused at construction, naming it', () => {
+  it.skipIf(!hasOpenssl)('13. a damaged PEM certificate is refused at construction, naming it', () => {
     const dir = tempDir()
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=t', '-keyout', 'k.pem', '-out', 'c.pem'], { cwd: dir, stdio: 'pipe' })
     const pem = readFileSync(join(dir, 'c.pem'), 'utf8')

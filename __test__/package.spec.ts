@@ -45,7 +45,7 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
   it('ships only the loader, the JavaScript entry, the types, the CLI and the docs', () => {
     const files = sh('tar', ['tzf', mainTarball], work).trim().split('\n').sort()
     expect(files).toEqual(
-      ['LICENSE', 'README.md', 'bin/helios-worker.js', 'binding.d.ts', 'binding.js', 'index.d.ts', 'index.js', 'lib/validate.js', 'lib/worker-runtime.js', 'package.json'].map((f) => `package/${f}`),
+      ['CHANGELOG.md', 'LICENSE', 'README.md', 'bin/helios-worker.js', 'binding.d.ts', 'binding.js', 'index.d.ts', 'index.js', 'lib/validate.js', 'lib/worker-runtime.js', 'package.json'].map((f) => `package/${f}`),
     )
     const binaryFiles = sh('tar', ['tzf', platformTarball], work).trim().split('\n').sort()
     expect(binaryFiles).toEqual(['package/README.md', 'package/package.json', `package/worker-runtime.${platform}.node`])
