@@ -8,6 +8,7 @@ export default defineConfig({
   },
   test: {
     include: ['__test__/**/*.spec.ts'],
+    globalSetup: ['__test__/setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Tests spawn real processes and servers; two workers match the CI machine.

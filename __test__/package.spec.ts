@@ -2,7 +2,7 @@
 // install both tarballs into a fresh project that cannot see the source tree (offline, so
 // nothing comes from a registry), and use the package there.
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -32,11 +32,12 @@ function project(name: string, tarballs: string[]): string {
 describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the published package', () => {
   beforeAll(() => {
     work = tempDir('hwr-pack-')
-    mainTarball = join(work, npm(['pack', '--pack-destination', work], root).trim().split('\n').at(-1)!)
-    const platformDir = join(work, 'platform')
-    cpSync(join(root, 'npm', platform), platformDir, { recursive: true })
-    cpSync(binary, join(platformDir, `worker-runtime.${platform}.node`))
-    platformTarball = join(work, npm(['pack', '--pack-destination', work], platformDir).trim().split('\n').at(-1)!)
+    // `npm run package`, given the binary under test (it builds a release binary otherwise).
+    const dist = join(work, 'dist')
+    sh(process.execPath, [join(root, 'scripts', 'package.mjs'), '--binary', binary, '--out', dist], root)
+    mainTarball = join(dist, `helios-project-worker-runtime-${pkg.version}.tgz`)
+    platformTarball = join(dist, `helios-project-worker-runtime-${platform}-${pkg.version}.tgz`)
+    expect(readdirSync(dist).sort()).toEqual([mainTarball, platformTarball].map((t) => t.slice(dist.length + 1)).sort())
     mkdirSync(join(work, 'empty'))
     writeFileSync(join(work, 'empty', 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
   }, TOOLS_TIMEOUT)
