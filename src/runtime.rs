@@ -182,11 +182,27 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    /// A scratch directory, removed again when the test is done with it.
+    struct Scratch(PathBuf);
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!("hwr-runtime-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        Scratch(dir)
     }
 
     fn write_spec(dir: &Path, json: &str) -> JobSource {
@@ -305,7 +321,7 @@ mod tests {
                 marker.display()
             ),
         );
-        let runtime = Runtime::new(dir.clone(), FetchConfig::default());
+        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default());
         let extras = RunExtras::default();
         extras.cancel.cancel();
         let err = runtime
