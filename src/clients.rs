@@ -116,19 +116,25 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
     builder.build().map_err(internal)
 }
 
-/// The certificates of a PEM document, each checked to parse, as DER.
-pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+/// Each certificate of a PEM document as DER, or why it is unusable.
+fn certificates(pem: &str) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_ {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
-    let mut found = Vec::new();
-    for (i, der) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
-        let which = format!("certificate {} of the document", i + 1);
-        let der = der.map_err(|e| format!("{which} is not valid PEM ({e})"))?;
-        rustls::RootCertStore::empty()
-            .add(der.clone())
-            .map_err(|e| format!("{which} does not parse ({e})"))?;
-        found.push(der.to_vec());
-    }
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .enumerate()
+        .map(|(i, der)| {
+            let which = format!("certificate {} of the document", i + 1);
+            let der = der.map_err(|e| format!("{which} is not valid PEM ({e})"))?;
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|e| format!("{which} does not parse ({e})"))?;
+            Ok(der.to_vec())
+        })
+}
+
+/// The certificates of a PEM document, each checked to parse, as DER.
+pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let found = certificates(pem).collect::<Result<Vec<_>, _>>()?;
     if found.is_empty() {
         return Err("holds no PEM certificate".into());
     }
@@ -137,13 +143,7 @@ pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
 
 /// The certificates of a PEM document that parse; the others are left out.
 pub fn parse_pem_lenient(pem: &str) -> Vec<Vec<u8>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .flatten()
-        .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
-        .map(|der| der.to_vec())
-        .collect()
+    certificates(pem).flatten().collect()
 }
 
 #[cfg(test)]

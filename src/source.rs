@@ -209,17 +209,23 @@ impl Loader {
     }
 }
 
-/// Directories known to be on a local file system, whose files are read right on the async
-/// workers. Anything else — a network file system (NFS, SMB, FUSE…) that may hang, a FIFO, a
-/// device, a directory not seen yet — is read on the blocking pool, which also learns here
-/// whether its directory is local. Bounded: cleared when full.
-static LOCAL_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-const MAX_LOCAL_DIRS: usize = 1024;
+/// Directories whose file system is known: local ones (their files are read right on the async
+/// workers) and the others. Anything not known to be local — a network file system (NFS, SMB,
+/// FUSE…) that may hang, a directory not seen yet — is read on the blocking pool, which learns
+/// its answer once. Bounded: cleared when full.
+static DIRS: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+const MAX_DIRS: usize = 1024;
+
+fn known_dir(path: &Path) -> Option<bool> {
+    let dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = path.parent()?;
+    dirs.iter()
+        .find(|(known, _)| known == dir)
+        .map(|&(_, local)| local)
+}
 
 fn local_dir(path: &Path) -> bool {
-    let dirs = LOCAL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
-    path.parent()
-        .is_some_and(|dir| dirs.iter().any(|known| known == dir))
+    known_dir(path) == Some(true)
 }
 
 /// Called on the blocking pool: `statfs` of a hung network mount blocks too.
@@ -227,7 +233,9 @@ fn local_dir(path: &Path) -> bool {
 fn learn_local_dir(path: &Path) {
     use nix::sys::statfs::{self, statfs};
     const ZFS_SUPER_MAGIC: i64 = 0x2fc1_2fc1;
-    let Some(dir) = path.parent() else { return };
+    let Some(dir) = path.parent().filter(|_| known_dir(path).is_none()) else {
+        return;
+    };
     let local = statfs(dir).is_ok_and(|fs| {
         let kind = fs.filesystem_type();
         [
@@ -248,12 +256,12 @@ fn learn_local_dir(path: &Path) {
                 raw == ZFS_SUPER_MAGIC
             }
     });
-    let mut dirs = LOCAL_DIRS.lock().unwrap_or_else(|p| p.into_inner());
-    if local && !dirs.iter().any(|known| known == dir) {
-        if dirs.len() >= MAX_LOCAL_DIRS {
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if !dirs.iter().any(|(known, _)| known == dir) {
+        if dirs.len() >= MAX_DIRS {
             dirs.clear();
         }
-        dirs.push(dir.to_owned());
+        dirs.push((dir.to_owned(), local));
     }
 }
 
