@@ -29,6 +29,11 @@ export declare class WorkerRuntime {
    * whose `code` says what went wrong. Bad arguments reject too, before anything runs.
    */
   run(jobPath: string, chunkId: number, options?: RunOptions | undefined | null): Promise<WorkerResult>
+  /**
+   * Run the spec's `mergeCommand` exactly as `run` runs a chunk's command (its assets
+   * first, the same options, the same result), once every chunk has succeeded.
+   */
+  merge(jobPath: string, options?: RunOptions | undefined | null): Promise<WorkerResult>
   /** The absolute path of the workspace every command runs in. */
   get workspaceDir(): string
 }
@@ -173,6 +178,11 @@ export interface RunOptions {
   onStdout?: (chunk: string) => void
   /** Like `onStdout`, for stderr. */
   onStderr?: (chunk: string) => void
+  /**
+   * `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
+   * last line without one comes at the end. Default `false`: pieces as they arrive.
+   */
+  lines?: boolean
 }
 
 /** What a run of one chunk produced. */
@@ -199,6 +209,10 @@ export interface WorkerResult {
   cpuUserMs?: number
   /** CPU time the process spent in the kernel, in milliseconds. */
   cpuSystemMs?: number
+  /** The chunk's `outputFile`, absolute, when it names a local file that exists after the run. */
+  outputPath?: string
+  /** The size of that file in bytes. */
+  outputBytes?: number
 }
 
 /** Configuration of a `WorkerRuntime`, plus the default run controls (see `RunOptions`). */
@@ -210,6 +224,12 @@ export interface WorkerRuntimeConfig {
   workspaceDir: string
   /** The storage adapter that downloads a job's `assetsUrl` bundle into the workspace. */
   storage?: ArtifactStorage
+  /**
+   * Each run works in `<workspaceDir>/<job id>` (the id made safe for a file name), and a
+   * job's assets are downloaded there once, whichever runtime or process runs it next.
+   * Default `false`: every run works in `workspaceDir` itself.
+   */
+  perJobWorkspace?: boolean
   /** How specs are fetched: retries, timeouts, size limit, headers, CA certificates. */
   fetch?: FetchOptions
   /** Default `RunOptions.timeout`. */

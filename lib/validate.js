@@ -58,6 +58,11 @@ function validateString(value, name) {
   return value
 }
 
+function validateBoolean(value, name) {
+  if (typeof value !== 'boolean') throw invalidType(name, 'of type boolean', value)
+  return value
+}
+
 function validateFunction(value, name) {
   if (typeof value !== 'function') throw invalidType(name, 'of type function', value)
   return value
@@ -87,6 +92,7 @@ module.exports = {
   invalidType,
   invalidValue,
   outOfRange,
+  validateBoolean,
   validateFunction,
   validateNumber,
   validateObject,

@@ -27,6 +27,8 @@ function makeRuntime(native) {
     constructor(config) {
       v.validateObject(config, 'config')
       const workspaceDir = v.validatePlainString(config.workspaceDir, 'config.workspaceDir', { empty: false })
+      const perJobWorkspace = config.perJobWorkspace
+      if (perJobWorkspace != null) v.validateBoolean(perJobWorkspace, 'config.perJobWorkspace')
       const storage = config.storage
       let download
       if (storage != null) {
@@ -44,6 +46,7 @@ function makeRuntime(native) {
       const runs = this.#runs
       this.#native = new native.WorkerRuntime({
         workspaceDir: resolve(workspaceDir),
+        perJobWorkspace: perJobWorkspace ?? false,
         storage: download && {
           downloadAssetBundle: (jobId, remoteUrl, targetDir, runId) => {
             const run = runs.get(runId)
@@ -65,9 +68,7 @@ function makeRuntime(native) {
 
     run(jobPath, chunkId, options) {
       try {
-        v.validateString(jobPath, 'jobPath')
-        if (jobPath === '') throw v.invalidType('jobPath', 'a non-empty string', jobPath)
-        v.validatePlainString(jobPath, 'jobPath')
+        validateJobPath(jobPath)
         if (typeof chunkId !== 'number') throw v.invalidType('chunkId', 'of type number', chunkId)
         if (!Number.isSafeInteger(chunkId)) throw v.outOfRange('chunkId', 'a safe integer', chunkId)
         const given = options == null ? undefined : runControls(v.validateObject(options, 'options'), 'options')
@@ -78,19 +79,32 @@ function makeRuntime(native) {
       }
     }
 
+    /** The spec's `mergeCommand`, run as a chunk's command is run. */
+    merge(jobPath, options) {
+      try {
+        validateJobPath(jobPath)
+        const given = options == null ? undefined : runControls(v.validateObject(options, 'options'), 'options')
+        return this.#start(jobPath, undefined, given)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
+
+    /** Chunk `chunkId`, or the merge when it is undefined. */
     #start(jobPath, chunkId, given) {
       const defaults = this.#defaults
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
       const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined }
+      const lines = given?.lines ?? defaults.lines
       const runId = (this.#lastId = (this.#lastId % 0x7fffffff) + 1)
       const options = {
         ...defaults.native,
         ...given?.native,
         env: given?.env,
         inheritedEnv: inheritedEnvironment(),
-        onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout'),
-        onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr'),
+        onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines),
+        onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines),
         signal: undefined,
         runId,
       }
@@ -116,7 +130,7 @@ function makeRuntime(native) {
       try {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
-        running = this.#native.run(jobPath, chunkId, options)
+        running = chunkId === undefined ? this.#native.merge(jobPath, options) : this.#native.run(jobPath, chunkId, options)
       } catch (error) {
         settle(error)
         throw error
@@ -124,7 +138,7 @@ function makeRuntime(native) {
       return running.then(
         (result) => {
           settle()
-          return result
+          return withOutput(result)
         },
         (error) => {
           const shown = fromNative(error, run)
@@ -135,6 +149,30 @@ function makeRuntime(native) {
     }
   }
   return WorkerRuntime
+}
+
+function validateJobPath(jobPath) {
+  v.validateString(jobPath, 'jobPath')
+  if (jobPath === '') throw v.invalidType('jobPath', 'a non-empty string', jobPath)
+  v.validatePlainString(jobPath, 'jobPath')
+}
+
+/** The local `outputFile` each result's chunk declared, found or not (for the CLI's check). */
+const declaredOutputs = new WeakMap()
+
+/** `outputPath` stays only when the file exists: the native side names it whenever declared. */
+function withOutput(result) {
+  if (result.outputPath !== undefined) {
+    declaredOutputs.set(result, result.outputPath)
+    if (result.outputBytes === undefined) delete result.outputPath
+  }
+  return result
+}
+
+/** The absolute path of the local `outputFile` the chunk of `result` declared, whether or not
+ * it exists; `undefined` when it declared none (or a URL such as `s3://…`). */
+function declaredOutputPath(result) {
+  return declaredOutputs.get(result)
 }
 
 /** `storage.downloadAssetBundle` as `await` would call it: as a method, with the run's signal
@@ -175,6 +213,7 @@ function runControls(source, prefix) {
   const onStdout = source.onStdout
   const onStderr = source.onStderr
   const signal = prefix === 'options' ? source.signal : undefined
+  const lines = source.lines
   const native = {}
   if (timeout != null) native.timeout = v.validateNumber(timeout, name('timeout'), 0, MAX_MS, { infinity: true }) === Infinity ? 0 : timeout
   if (killSignal != null) native.killSignal = signalNumber(killSignal, name('killSignal'))
@@ -189,8 +228,10 @@ function runControls(source, prefix) {
   if (signal != null && (typeof signal !== 'object' || !('aborted' in signal) || typeof signal.addEventListener !== 'function')) {
     throw v.invalidType(name('signal'), 'an instance of AbortSignal', signal)
   }
+  if (lines != null) v.validateBoolean(lines, name('lines'))
   return {
     native,
+    lines: lines ?? undefined,
     env: env == null ? undefined : environmentOverlay(v.validateObject(env, name('env')), name('env')),
     onStdout: onStdout ?? undefined,
     onStderr: onStderr ?? undefined,
@@ -301,14 +342,27 @@ function extraCaCertificates(path) {
 }
 
 /** A callback that is not called again once it has thrown, whatever it threw; the throw
- * becomes a process warning. An empty piece is the runtime's barrier: not passed on. */
-function guard(callback, name) {
+ * becomes a process warning. An empty piece is the runtime's barrier, the stream's end: not
+ * passed on, but in line mode it delivers the last line when it had no newline. */
+function guard(callback, name, lines) {
   if (callback === undefined) return undefined
   let failed = false
+  let partial = ''
+  const deliver = (text) => {
+    if (!lines) return callback(text)
+    const parts = (partial + text).split('\n')
+    partial = parts.pop()
+    for (const line of parts) callback(line.endsWith('\r') ? line.slice(0, -1) : line)
+  }
   return (text) => {
-    if (failed || text === '') return
+    if (failed) return
     try {
-      callback(text)
+      if (text !== '') deliver(text)
+      else if (partial !== '') {
+        const last = partial
+        partial = ''
+        callback(last)
+      }
     } catch (error) {
       failed = true
       process.emitWarning(
@@ -402,4 +456,4 @@ function unlisten(signal, onAbort) {
   }
 }
 
-module.exports = { makeRuntime }
+module.exports = { makeRuntime, declaredOutputPath }

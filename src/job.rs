@@ -25,13 +25,22 @@ pub struct JobPlan {
     pub job_id: Option<Value>,
     /// A non-empty `assetsUrl`: the bundle to download before the command runs.
     pub assets_url: Option<String>,
-    /// The chosen chunk's command, or why there is none. Checked after the assets step, so
-    /// errors surface in the order the TypeScript runtime reports them.
+    /// The command to run, or why there is none. Checked after the assets step, so errors
+    /// surface in the order the TypeScript runtime reports them.
     pub command: Result<String, Error>,
+    /// The chosen chunk's `outputFile`, when it is a string.
+    pub output_file: Option<String>,
 }
 
-/// Parse `bytes` (from `source_name`, used in messages) and plan the run of chunk `chunk_id`.
-pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, Error> {
+/// What a run runs: a chunk, by id, or the spec's `mergeCommand`.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Chunk(i64),
+    Merge,
+}
+
+/// Parse `bytes` (from `source_name`, used in messages) and plan the run of `target`.
+pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, Error> {
     // `Response.json()` strips a byte-order mark; do the same for files.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let invalid = |detail: String, line, column| Error::InvalidJson {
@@ -44,7 +53,12 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
     // not UTF-8 becomes U+FFFD (no copy when there is none, the usual case).
     let text = String::from_utf8_lossy(bytes);
     let mut de = serde_json::Deserializer::from_str(&text);
-    let top = de::DeserializeSeed::deserialize(Top(chunk_id as f64), &mut de)
+    // NaN equals no id: a merge skips every chunk.
+    let wanted = match target {
+        Target::Chunk(id) => id as f64,
+        Target::Merge => f64::NAN,
+    };
+    let top = de::DeserializeSeed::deserialize(Top(wanted), &mut de)
         .and_then(|top| de.end().map(|()| top))
         .map_err(|e| {
             let message = e.to_string();
@@ -57,6 +71,7 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
         id,
         assets_url,
         chunks,
+        merge_command,
     } = top.ok_or(Error::MissingChunks)?;
     let found = chunks.ok_or(Error::MissingChunks)?;
     // As `if (spec.assetsUrl)` reads it: a falsy value means no assets.
@@ -70,11 +85,22 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
             )))
         }
     };
-    let command = match found {
-        None => Err(Error::ChunkNotFound(chunk_id)),
-        Some((index, raw)) => {
+    let decode = |raw: Option<&RawValue>| raw.map(|raw| serde_json::from_str::<Field>(raw.get()));
+    let (command, output_file) = match (target, found) {
+        (Target::Merge, _) => match merge_command {
+            Some(Field::Str(command)) => (Ok(command), None),
+            None => (Err(Error::InvalidSpec("no mergeCommand".into())), None),
+            Some(other) => (
+                Err(Error::InvalidSpec(format!(
+                    "mergeCommand must be a string, found {other}"
+                ))),
+                None,
+            ),
+        },
+        (Target::Chunk(chunk_id), None) => (Err(Error::ChunkNotFound(chunk_id)), None),
+        (Target::Chunk(chunk_id), Some((index, chunk))) => {
             let place = format!("chunk {chunk_id} (chunks[{index}])");
-            match raw.map(|raw| serde_json::from_str::<Field>(raw.get())) {
+            let command = match decode(chunk.command) {
                 Some(Ok(Field::Str(command))) => Ok(command),
                 Some(Ok(other)) => Err(Error::InvalidSpec(format!(
                     "{place} has a command that is not a string: found {other}"
@@ -83,13 +109,19 @@ pub fn plan(bytes: &[u8], source_name: &str, chunk_id: i64) -> Result<JobPlan, E
                     "{place} has a command that cannot be decoded: {e}"
                 ))),
                 None => Err(Error::InvalidSpec(format!("{place} has no command string"))),
-            }
+            };
+            let output_file = match decode(chunk.output_file) {
+                Some(Ok(Field::Str(file))) => Some(file),
+                _ => None,
+            };
+            (command, output_file)
         }
     };
     Ok(JobPlan {
         job_id: id.map(as_js_numbers),
         assets_url,
         command,
+        output_file,
     })
 }
 
@@ -109,7 +141,7 @@ fn as_js_numbers(value: Value) -> Value {
 }
 
 /// A number as JavaScript prints it (`3`, not `3.0`).
-fn js_number(n: f64) -> String {
+pub(crate) fn js_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e21 {
         format!("{}", n as i128)
     } else {
@@ -123,6 +155,8 @@ enum Key {
     AssetsUrl,
     Chunks,
     Command,
+    MergeCommand,
+    OutputFile,
     Other,
 }
 
@@ -140,6 +174,8 @@ impl<'de> de::Deserialize<'de> for Key {
                     "assetsUrl" => Key::AssetsUrl,
                     "chunks" => Key::Chunks,
                     "command" => Key::Command,
+                    "mergeCommand" => Key::MergeCommand,
+                    "outputFile" => Key::OutputFile,
                     _ => Key::Other,
                 })
             }
@@ -246,8 +282,9 @@ struct TopFields<'de> {
     id: Option<Value>,
     assets_url: Option<Field>,
     /// `None` when `chunks` is missing or not an array; inside, the index and the raw
-    /// command (if any) of the first chunk whose `id` matches.
-    chunks: Option<Option<(usize, Option<&'de RawValue>)>>,
+    /// fields of the first chunk whose `id` matches.
+    chunks: Option<Found<'de>>,
+    merge_command: Option<Field>,
 }
 
 /// The whole document; `None` when its top level is not an object.
@@ -270,13 +307,15 @@ impl<'de> Visitor<'de> for Top {
             id: None,
             assets_url: None,
             chunks: None,
+            merge_command: None,
         };
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::Id => top.id = Some(map.next_value()?),
                 Key::AssetsUrl => top.assets_url = Some(map.next_value()?),
                 Key::Chunks => top.chunks = map.next_value_seed(Chunks(self.0))?,
-                Key::Command | Key::Other => {
+                Key::MergeCommand => top.merge_command = Some(map.next_value()?),
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -293,7 +332,14 @@ impl<'de> Visitor<'de> for Top {
 /// wanted number. Every element is validated; the ones after the match are only skipped.
 struct Chunks(f64);
 
-type Found<'de> = Option<(usize, Option<&'de RawValue>)>;
+type Found<'de> = Option<(usize, ChunkFields<'de>)>;
+
+/// The raw fields of the chosen chunk; only the ones used are decoded.
+#[derive(Default)]
+struct ChunkFields<'de> {
+    command: Option<&'de RawValue>,
+    output_file: Option<&'de RawValue>,
+}
 
 impl<'de> DeserializeSeed<'de> for Chunks {
     type Value = Option<Found<'de>>;
@@ -309,10 +355,10 @@ impl<'de> Visitor<'de> for Chunks {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut index = 0;
-        while let Some(command) = seq.next_element_seed(Chunk(self.0))? {
-            if let Some(command) = command {
+        while let Some(chunk) = seq.next_element_seed(Chunk(self.0))? {
+            if let Some(chunk) = chunk {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                return Ok(Some(Some((index, command))));
+                return Ok(Some(Some((index, chunk))));
             }
             index += 1;
         }
@@ -324,35 +370,36 @@ impl<'de> Visitor<'de> for Chunks {
     scalars_are_none!();
 }
 
-/// One element of `chunks`: `Some(command)` when it is an object whose `id` (its last `id`,
-/// as in JavaScript) is the wanted number, `None` for anything else.
+/// One element of `chunks`: its fields when it is an object whose `id` (its last `id`, as in
+/// JavaScript) is the wanted number, `None` for anything else.
 struct Chunk(f64);
 
 impl<'de> DeserializeSeed<'de> for Chunk {
-    type Value = Option<Option<&'de RawValue>>;
+    type Value = Option<ChunkFields<'de>>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Chunk {
-    type Value = Option<Option<&'de RawValue>>;
+    type Value = Option<ChunkFields<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a chunk")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut matches = false;
-        let mut command = None;
+        let mut fields = ChunkFields::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
                 Key::Id => matches = matches!(map.next_value()?, Field::Number(n) if n == self.0),
-                Key::Command => command = Some(map.next_value()?),
+                Key::Command => fields.command = Some(map.next_value()?),
+                Key::OutputFile => fields.output_file = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(matches.then_some(command))
+        Ok(matches.then_some(fields))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         FieldVisitor.visit_seq(seq).map(|_| None)
@@ -365,18 +412,18 @@ mod tests {
     use super::*;
 
     fn plan_of(json: &str, chunk: i64) -> Result<JobPlan, Error> {
-        plan(json.as_bytes(), "job.json", chunk)
+        plan(json.as_bytes(), "job.json", Target::Chunk(chunk))
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_give_an_error_or_a_plan_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            let _ = plan(&bytes, "fuzz", 0);
+            let _ = plan(&bytes, "fuzz", Target::Chunk(0));
         }
 
         #[test]
         fn json_like_text_gives_an_error_or_a_plan_never_a_panic(text in "[\\[\\]{}:,\" 0-9a-z.\\\\-]{0,80}") {
-            let _ = plan(text.as_bytes(), "fuzz", 0);
+            let _ = plan(text.as_bytes(), "fuzz", Target::Merge);
         }
 
     }
@@ -390,6 +437,36 @@ mod tests {
             Some(Value::from("k"))
         );
         assert_eq!(id(r#"{"chunks":[]}"#), None);
+    }
+
+    #[test]
+    fn a_merge_plans_the_merge_command_and_skips_every_chunk() {
+        let json = r#"{"mergeCommand":"cat a","chunks":[{"id":0,"command":"x"}]}"#;
+        let p = plan(json.as_bytes(), "j", Target::Merge).unwrap();
+        assert_eq!(p.command.unwrap(), "cat a");
+        assert_eq!(p.output_file, None);
+        let err = plan(br#"{"chunks":[]}"#, "j", Target::Merge)
+            .unwrap()
+            .command;
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "Invalid JobSpec: no mergeCommand"
+        );
+        let err = plan(br#"{"mergeCommand":1,"chunks":[]}"#, "j", Target::Merge);
+        assert_eq!(
+            err.unwrap().command.unwrap_err().to_string(),
+            "Invalid JobSpec: mergeCommand must be a string, found a number (1)"
+        );
+    }
+
+    #[test]
+    fn the_chosen_chunks_output_file_is_kept_when_it_is_a_string() {
+        let json = r#"{"chunks":[{"id":0,"outputFile":"a.mp4","command":"x"},{"id":1,"outputFile":7,"command":"y"}]}"#;
+        assert_eq!(
+            plan_of(json, 0).unwrap().output_file.as_deref(),
+            Some("a.mp4")
+        );
+        assert_eq!(plan_of(json, 1).unwrap().output_file, None);
     }
 
     #[test]
@@ -551,7 +628,7 @@ mod tests {
         let p = plan(
             "\u{feff}{\"chunks\":[{\"id\":0,\"command\":\"x\"}]}".as_bytes(),
             "f",
-            0,
+            Target::Chunk(0),
         )
         .unwrap();
         assert_eq!(p.command.unwrap(), "x");
@@ -583,7 +660,7 @@ mod tests {
         let p = plan(
             b"{\"title\":\"caf\xe9\",\"chunks\":[{\"id\":0,\"command\":\"echo \xff\"}]}",
             "f",
-            0,
+            Target::Chunk(0),
         );
         assert_eq!(p.unwrap().command.unwrap(), "echo \u{FFFD}");
     }
@@ -601,7 +678,7 @@ mod tests {
 
     #[test]
     fn an_empty_document_is_invalid_json() {
-        let err = plan(b"", "f", 0).unwrap_err();
+        let err = plan(b"", "f", Target::Chunk(0)).unwrap_err();
         assert!(err.to_string().contains("EOF while parsing"), "{err}");
     }
 
@@ -634,7 +711,7 @@ mod timing {
         let mut times = Vec::new();
         for _ in 0..15 {
             let t = std::time::Instant::now();
-            let p = super::plan(json.as_bytes(), "big", 99_999).unwrap();
+            let p = super::plan(json.as_bytes(), "big", super::Target::Chunk(99_999)).unwrap();
             times.push(t.elapsed());
             assert!(p.command.is_ok());
         }

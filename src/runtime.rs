@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::parse_command;
 use crate::error::{Error, ExternalError};
 use crate::fetch::FetchConfig;
-use crate::job;
+use crate::job::{self, Target};
 use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
 use crate::source::{JobSource, Loader};
 
@@ -31,6 +31,8 @@ pub trait AssetStore: Send + Sync {
 /// A runtime: one workspace, and one HTTP client for every run.
 pub struct Runtime {
     workspace: PathBuf,
+    /// Each job works in a directory of its own under `workspace`, its assets fetched once.
+    per_job: bool,
     loader: Loader,
 }
 
@@ -43,9 +45,10 @@ pub struct RunExtras {
 }
 
 impl Runtime {
-    pub fn new(workspace: PathBuf, fetch: FetchConfig) -> Self {
+    pub fn new(workspace: PathBuf, fetch: FetchConfig, per_job: bool) -> Self {
         Runtime {
             workspace,
+            per_job,
             loader: Loader::new(fetch),
         }
     }
@@ -54,11 +57,11 @@ impl Runtime {
         &self.workspace
     }
 
-    /// Run chunk `chunk_id` of the spec at `source`.
+    /// Run `target` (a chunk or the merge) of the spec at `source`.
     pub async fn run(
         &self,
         source: JobSource,
-        chunk_id: i64,
+        target: Target,
         controls: Controls,
         extras: RunExtras,
     ) -> Result<Outcome, Error> {
@@ -73,24 +76,30 @@ impl Runtime {
         let prepare = async {
             let plan = self
                 .loader
-                .load(&source, move |bytes, name| job::plan(bytes, name, chunk_id))
+                .load(&source, move |bytes, name| job::plan(bytes, name, target))
                 .await?;
+            let cwd = match self.per_job {
+                true => self.workspace.join(job_dir_name(plan.job_id.as_ref())?),
+                false => self.workspace.clone(),
+            };
             let mut workspace_ready = false;
             if let Some(url) = plan.assets_url {
                 let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
-                ensure_workspace(&self.workspace)?;
+                ensure_workspace(&cwd)?;
                 workspace_ready = true;
                 stage.store(DOWNLOADING, Ordering::Relaxed);
-                storage
-                    .download_asset_bundle(plan.job_id, url, self.workspace.clone())
-                    .await
-                    .map_err(Error::Storage)?;
+                let download =
+                    || storage.download_asset_bundle(plan.job_id, url.clone(), cwd.clone());
+                match self.per_job {
+                    true => download_once(&cwd, &url, download).await?,
+                    false => download().await.map_err(Error::Storage)?,
+                }
             }
             let command = parse_command(&plan.command?)?;
             if !workspace_ready {
-                ensure_workspace(&self.workspace)?;
+                ensure_workspace(&cwd)?;
             }
-            Ok::<_, Error>(command)
+            Ok::<_, Error>((command, cwd, plan.output_file))
         };
         let expired = async {
             match deadline {
@@ -98,7 +107,7 @@ impl Runtime {
                 None => std::future::pending().await,
             }
         };
-        let command = tokio::select! {
+        let (command, cwd, output_file) = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
@@ -111,16 +120,100 @@ impl Runtime {
             timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
             ..controls
         };
-        process::run(process::Command {
+        let mut outcome = process::run(process::Command {
             program: &command.program,
             args: &command.args,
-            cwd: &self.workspace,
+            cwd: &cwd,
             controls: &controls,
             sink: extras.sink.as_deref(),
             cancel,
         })
-        .await
+        .await?;
+        if let Some(path) = output_file.and_then(|file| local_path(&cwd, &file)) {
+            let meta = tokio::fs::metadata(&path).await;
+            outcome.output_bytes = meta.ok().filter(|m| m.is_file()).map(|m| m.len());
+            outcome.output_path = Some(path);
+        }
+        Ok(outcome)
     }
+}
+
+/// A chunk's `outputFile` as a path: relative to `cwd`, absolute, or a `file:` URL; `None`
+/// for a URL of any other scheme (`s3://…`), which the command uploads itself.
+fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
+    match reqwest::Url::parse(file) {
+        Ok(url) if url.scheme() == "file" => url.to_file_path().ok(),
+        // A one-letter "scheme" is a Windows drive.
+        Ok(url) if url.scheme().len() > 1 => None,
+        _ => Some(cwd.join(file)),
+    }
+}
+
+/// The per-job directory of a job: its id, made safe for a file name. An id that had to be
+/// changed gets a hash of the original after a `~` (a character never kept), so that two
+/// jobs never share a directory.
+fn job_dir_name(id: Option<&Value>) -> Result<String, Error> {
+    let id = match id {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        Some(Value::Number(n)) => job::js_number(n.as_f64().unwrap_or_default()),
+        _ => {
+            return Err(Error::InvalidSpec(
+                "perJobWorkspace needs the spec's id, a non-empty string or a number".into(),
+            ))
+        }
+    };
+    let safe: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .take(100)
+        .collect();
+    if safe == id && !id.starts_with('.') {
+        return Ok(safe);
+    }
+    // FNV-1a: stable across builds, so a restarted worker finds the same directory.
+    let hash = id.bytes().fold(0xcbf29ce484222325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    Ok(format!("{}~{hash:016x}", safe.trim_start_matches('.')))
+}
+
+/// Download a job's assets into its directory unless a run before (of any runtime or
+/// process) did: a lock file serialises the runs of one job, a marker holding the bundle's
+/// URL records a finished download, and a failed one leaves no marker to be tried again.
+async fn download_once<F>(dir: &Path, url: &str, download: impl FnOnce() -> F) -> Result<(), Error>
+where
+    F: std::future::Future<Output = Result<(), ExternalError>>,
+{
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |e| Error::io(&e, "open", path.display().to_string())
+    }
+    let (lock_path, marker) = (dir.join(".helios-assets.lock"), dir.join(".helios-assets"));
+    let lock = tokio::fs::File::create(&lock_path)
+        .await
+        .map_err(io(&lock_path))?
+        .into_std()
+        .await;
+    // Polled rather than waited for, so that an abort or a timeout ends the wait.
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+    }
+    if tokio::fs::read(&marker)
+        .await
+        .is_ok_and(|done| done == url.as_bytes())
+    {
+        return Ok(());
+    }
+    download().await.map_err(Error::Storage)?;
+    tokio::fs::write(&marker, url).await.map_err(io(&marker))
 }
 
 /// A run's whole environment: `inherited` when given (a worker thread's own copy), else this
@@ -243,13 +336,13 @@ mod tests {
         );
         let workspace = dir.join("deep/work");
         let store = Arc::new(RecordingStore(Mutex::default()));
-        let runtime = Runtime::new(workspace.clone(), FetchConfig::default());
+        let runtime = Runtime::new(workspace.clone(), FetchConfig::default(), false);
         let extras = RunExtras {
             storage: Some(store.clone()),
             ..RunExtras::default()
         };
         let outcome = runtime
-            .run(source, 1, Controls::default(), extras)
+            .run(source, Target::Chunk(1), Controls::default(), extras)
             .await
             .unwrap();
         assert_eq!(outcome.stdout, "from storage");
@@ -268,9 +361,14 @@ mod tests {
     async fn assets_without_storage_are_refused_before_the_chunk_is_looked_up() {
         let dir = temp_dir("nostorage");
         let source = write_spec(&dir, r#"{"assetsUrl":"s3://x","chunks":[]}"#);
-        let runtime = Runtime::new(dir.join("w"), FetchConfig::default());
+        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), false);
         let err = runtime
-            .run(source, 3, Controls::default(), RunExtras::default())
+            .run(
+                source,
+                Target::Chunk(3),
+                Controls::default(),
+                RunExtras::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ERR_STORAGE_REQUIRED");
@@ -282,9 +380,14 @@ mod tests {
         let source = write_spec(&dir, r#"{"chunks":[{"id":0,"command":"true"}]}"#);
         let file = dir.join("file");
         std::fs::write(&file, "").unwrap();
-        let runtime = Runtime::new(file.clone(), FetchConfig::default());
+        let runtime = Runtime::new(file.clone(), FetchConfig::default(), false);
         let err = runtime
-            .run(source, 0, Controls::default(), RunExtras::default())
+            .run(
+                source,
+                Target::Chunk(0),
+                Controls::default(),
+                RunExtras::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ENOTDIR");
@@ -310,6 +413,128 @@ mod tests {
         assert_eq!(env, [("A".into(), "1".into()), ("C".into(), "4".into())]);
     }
 
+    /// Counts its downloads; the first `fail` of them fail.
+    struct CountingStore {
+        calls: std::sync::atomic::AtomicUsize,
+        fail: usize,
+    }
+
+    impl AssetStore for CountingStore {
+        fn download_asset_bundle(
+            &self,
+            _: Option<Value>,
+            _: String,
+            target_dir: PathBuf,
+        ) -> BoxFuture<'static, Result<(), ExternalError>> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let fail = call < self.fail;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if fail {
+                    return Err("bucket unreachable".into());
+                }
+                std::fs::write(target_dir.join("asset.txt"), "a")?;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn per_job_workspaces_download_once_per_job_and_retry_a_failure() {
+        let dir = temp_dir("perjob");
+        let spec = |id: &str| {
+            let path = dir.join(format!("{}.json", id.replace('/', "-")));
+            std::fs::write(&path, format!(r#"{{"id":"{id}","assetsUrl":"s3://b","chunks":[{{"id":0,"command":"cat asset.txt"}}]}}"#)).unwrap();
+            JobSource::File {
+                shown: path.display().to_string(),
+                path,
+            }
+        };
+        let store = Arc::new(CountingStore {
+            calls: 0.into(),
+            fail: 1,
+        });
+        let extras = || RunExtras {
+            storage: Some(store.clone()),
+            ..RunExtras::default()
+        };
+        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        let err = runtime
+            .run(spec("a/b"), Target::Chunk(0), Controls::default(), extras())
+            .await;
+        assert_eq!(err.unwrap_err().code(), "ERR_STORAGE");
+        let run = || runtime.run(spec("a/b"), Target::Chunk(0), Controls::default(), extras());
+        let (a, b, c) = tokio::join!(run(), run(), run());
+        for outcome in [a, b, c] {
+            assert_eq!(outcome.unwrap().stdout, "a");
+        }
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            2,
+            "one failure, then one download for three runs at once"
+        );
+        // Another runtime (or a restart) finds it done; another job downloads its own.
+        let again = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        again
+            .run(spec("a/b"), Target::Chunk(0), Controls::default(), extras())
+            .await
+            .unwrap();
+        again
+            .run(spec("c"), Target::Chunk(0), Controls::default(), extras())
+            .await
+            .unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("w"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["a_b~e620c3190468cf61", "c"].map(std::ffi::OsString::from),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn job_directories_are_safe_names_and_never_shared() {
+        let name = |v: Value| job_dir_name(Some(&v)).unwrap();
+        assert_eq!(name("job-7.v2".into()), "job-7.v2");
+        assert_eq!(name(42.0.into()), "42");
+        assert!(name("..".into()).starts_with('~'));
+        assert_ne!(name("a/b".into()), name("a:b".into()));
+        assert!(!name("../../etc".into()).contains('/'));
+        assert!(job_dir_name(None).is_err());
+        assert!(job_dir_name(Some(&Value::from(""))).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_result_names_the_chunks_output_file_and_its_size() {
+        let dir = temp_dir("output");
+        let source = write_spec(
+            &dir,
+            r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"}]}"#,
+        );
+        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
+        let run = |id| {
+            runtime.run(
+                source.clone(),
+                Target::Chunk(id),
+                Controls::default(),
+                RunExtras::default(),
+            )
+        };
+        let outcome = run(0).await.unwrap();
+        assert_eq!(outcome.output_path, Some(dir.join("o.txt")));
+        assert_eq!(outcome.output_bytes, Some(3));
+        assert_eq!(run(1).await.unwrap().output_path, None);
+        let missing = run(2).await.unwrap();
+        assert_eq!(
+            (missing.output_path, missing.output_bytes),
+            (Some(dir.join("none")), None)
+        );
+    }
+
     #[tokio::test]
     async fn an_already_cancelled_run_does_nothing() {
         let dir = temp_dir("cancelled");
@@ -321,11 +546,11 @@ mod tests {
                 marker.display()
             ),
         );
-        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default());
+        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
         let extras = RunExtras::default();
         extras.cancel.cancel();
         let err = runtime
-            .run(source, 0, Controls::default(), extras)
+            .run(source, Target::Chunk(0), Controls::default(), extras)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Aborted));

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::fetch::FetchConfig;
+use crate::job::Target;
 use crate::process::{millis, Controls, Outcome, Signal};
 use crate::runs::Runs;
 use crate::runtime::{self, AssetStore, RunExtras, Runtime};
@@ -60,7 +61,11 @@ impl WorkerRuntime {
             config.max_buffer,
         );
         Ok(WorkerRuntime {
-            inner: Arc::new(Runtime::new(workspace, fetch)),
+            inner: Arc::new(Runtime::new(
+                workspace,
+                fetch,
+                config.per_job_workspace.unwrap_or(false),
+            )),
             defaults,
             download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
             env_defaults: config.env.unwrap_or_default(),
@@ -84,6 +89,46 @@ impl WorkerRuntime {
         env: &'env Env,
         job_path: String,
         chunk_id: i64,
+        options: Option<RunOptions>,
+    ) -> Result<PromiseRaw<'env, WorkerResult>> {
+        self.start(env, job_path, Target::Chunk(chunk_id), options)
+    }
+
+    /// Run the spec's `mergeCommand` exactly as `run` runs a chunk's command (its assets
+    /// first, the same options, the same result), once every chunk has succeeded.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "jobPath: string, options?: RunOptions | undefined | null",
+        ts_return_type = "Promise<WorkerResult>"
+    )]
+    pub fn merge<'env>(
+        &self,
+        env: &'env Env,
+        job_path: String,
+        options: Option<RunOptions>,
+    ) -> Result<PromiseRaw<'env, WorkerResult>> {
+        self.start(env, job_path, Target::Merge, options)
+    }
+
+    /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
+    #[napi(skip_typescript)]
+    pub fn cancel(&self, run_id: u32) {
+        self.runs.cancel(self.key(run_id));
+    }
+
+    /// The absolute path of the workspace every command runs in.
+    #[napi(getter)]
+    pub fn workspace_dir(&self) -> String {
+        self.inner.workspace().display().to_string()
+    }
+}
+
+impl WorkerRuntime {
+    fn start<'env>(
+        &self,
+        env: &'env Env,
+        job_path: String,
+        target: Target,
         options: Option<RunOptions>,
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
         let options = options.unwrap_or_default();
@@ -126,7 +171,7 @@ impl WorkerRuntime {
         let work = async move {
             let _registered = registered;
             Ok(match source {
-                Ok(source) => inner.run(source, chunk_id, controls, extras).await,
+                Ok(source) => inner.run(source, target, controls, extras).await,
                 Err(e) => Err(e),
             })
         };
@@ -136,20 +181,6 @@ impl WorkerRuntime {
         })
     }
 
-    /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
-    #[napi(skip_typescript)]
-    pub fn cancel(&self, run_id: u32) {
-        self.runs.cancel(self.key(run_id));
-    }
-
-    /// The absolute path of the workspace every command runs in.
-    #[napi(getter)]
-    pub fn workspace_dir(&self) -> String {
-        self.inner.workspace().display().to_string()
-    }
-}
-
-impl WorkerRuntime {
     fn key(&self, run_id: u32) -> u64 {
         (u64::from(self.serial) << 32) | u64::from(run_id)
     }
@@ -252,6 +283,8 @@ impl From<Outcome> for WorkerResult {
             max_rss_bytes: o.usage.map(|u| u.max_rss_bytes as f64),
             cpu_user_ms: o.usage.map(|u| u.user_ms),
             cpu_system_ms: o.usage.map(|u| u.system_ms),
+            output_path: o.output_path.map(|p| p.display().to_string()),
+            output_bytes: o.output_bytes.map(|b| b as f64),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct WorkerRuntimeConfig {
     pub workspace_dir: String,
     /// The storage adapter that downloads a job's `assetsUrl` bundle into the workspace.
     pub storage: Option<ArtifactStorage>,
+    /// Each run works in `<workspaceDir>/<job id>` (the id made safe for a file name), and a
+    /// job's assets are downloaded there once, whichever runtime or process runs it next.
+    /// Default `false`: every run works in `workspaceDir` itself.
+    pub per_job_workspace: Option<bool>,
     /// How specs are fetched: retries, timeouts, size limit, headers, CA certificates.
     pub fetch: Option<FetchOptions>,
     /// Default `RunOptions.timeout`.
@@ -102,6 +106,9 @@ pub struct RunOptions<'a> {
     /// Like `onStdout`, for stderr.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stderr: Option<OutputFn>,
+    /// `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
+    /// last line without one comes at the end. Default `false`: pieces as they arrive.
+    pub lines: Option<bool>,
     /// Set by the JavaScript entry, unique among the runtime's runs in progress: the id under
     /// which the run can be cancelled and its storage call finds its `AbortSignal`.
     #[napi(skip_typescript)]
@@ -169,6 +176,10 @@ pub struct WorkerResult {
     pub cpu_user_ms: Option<f64>,
     /// CPU time the process spent in the kernel, in milliseconds.
     pub cpu_system_ms: Option<f64>,
+    /// The chunk's `outputFile`, absolute, when it names a local file that exists after the run.
+    pub output_path: Option<String>,
+    /// The size of that file in bytes.
+    pub output_bytes: Option<f64>,
 }
 
 /// A command string split into a program and its arguments.

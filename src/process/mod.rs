@@ -12,7 +12,7 @@ mod sys;
 
 use std::ffi::OsString;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -154,6 +154,10 @@ pub struct Outcome {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Option<Usage>,
+    /// The chunk's declared `outputFile` as a path, and its size when it is a file (set by
+    /// the runtime, not here).
+    pub output_path: Option<PathBuf>,
+    pub output_bytes: Option<u64>,
 }
 
 /// What to run and where.
@@ -329,6 +333,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         duration: exited_at - started,
         timed_out,
         usage,
+        output_path: None,
+        output_bytes: None,
     })
 }
 
