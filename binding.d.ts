@@ -246,4 +246,6 @@ export interface WorkerRuntimeConfig {
   onStdout?: (chunk: string) => void
   /** Default `RunOptions.onStderr`. */
   onStderr?: (chunk: string) => void
+  /** Default `RunOptions.lines`. */
+  lines?: boolean
 }

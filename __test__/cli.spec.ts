@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -14,7 +14,7 @@ afterAll(async () => {
 
 const root = resolve(__dirname, '..')
 const cli = join(root, 'bin', 'helios-worker.js')
-const INDEX_VARIABLES = ['JOB_COMPLETION_INDEX', 'AWS_BATCH_JOB_ARRAY_INDEX', 'CLOUD_RUN_TASK_INDEX']
+const INDEX_VARIABLES = ['JOB_COMPLETION_INDEX', 'AWS_BATCH_JOB_ARRAY_INDEX', 'CLOUD_RUN_TASK_INDEX', 'SLURM_ARRAY_TASK_ID']
 
 /** The environment without any engine's index variable, plus `extra`. */
 function envWith(extra: Record<string, string> = {}) {
@@ -25,22 +25,34 @@ function envWith(extra: Record<string, string> = {}) {
   return { ...env, ...extra }
 }
 
-function worker(args: string[], extra: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { env: envWith(extra), encoding: 'utf8', timeout: 60_000 })
+function worker(args: string[], extra: Record<string, string> = {}, cwd?: string) {
+  const r = spawnSync(process.execPath, [cli, ...args], { env: envWith(extra), encoding: 'utf8', timeout: 60_000, cwd })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
+
+/** Writes `text` (default 'x') to `file` in the current directory, then exits with `code`. */
+const writes = (file: string, text = 'x', code = 0) =>
+  `node -e "require('fs').writeFileSync('${file}','${text}');process.exit(${code})"`
 
 const dir = tempDir()
 const spec = writeSpec(
   dir,
-  specOf('echo chunk-0', 'sh -c "echo chunk-1; echo to-stderr >&2"', 'sh -c "exit 7"', 'sh -c "kill -KILL $$"', 'sleep 30', 'pwd'),
+  specOf(
+    'echo chunk-0',
+    'sh -c "echo chunk-1; echo to-stderr >&2"',
+    'sh -c "exit 7"',
+    'sh -c "kill -KILL $$"',
+    'sleep 30',
+    'pwd',
+    'sh -c "echo started; sleep 30"',
+  ),
 )
 
 describe('helios-worker', () => {
   it('--help lists every option; --version prints the version', () => {
     const help = worker(['--help'])
     expect(help.code).toBe(0)
-    for (const option of ['--workspace', '--timeout', '--json', '--help', '--version', ...INDEX_VARIABLES]) {
+    for (const option of ['merge', '--workspace', '--per-job', '--timeout', '--json', '--help', '--version', './merge', ...INDEX_VARIABLES]) {
       expect(help.stdout).toContain(option)
     }
     expect(worker(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
@@ -62,6 +74,7 @@ describe('helios-worker', () => {
 
   it('lets an explicit argument win over the index variable', () => {
     expect(worker([spec, '0'], { JOB_COMPLETION_INDEX: '1' }).stdout).toBe('chunk-0\n')
+    expect(worker([spec, '0'], { SLURM_ARRAY_TASK_ID: '1' })).toMatchObject({ code: 0, stdout: 'chunk-0\n' })
   })
 
   it('accepts index variables that agree and refuses ones that disagree', () => {
@@ -69,6 +82,10 @@ describe('helios-worker', () => {
     const r = worker([spec], { JOB_COMPLETION_INDEX: '1', AWS_BATCH_JOB_ARRAY_INDEX: '2' })
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('disagree: JOB_COMPLETION_INDEX=1, AWS_BATCH_JOB_ARRAY_INDEX=2')
+    expect(worker([spec], { SLURM_ARRAY_TASK_ID: '1', CLOUD_RUN_TASK_INDEX: '1' })).toMatchObject({ code: 0, stdout: 'chunk-1\n' })
+    const slurm = worker([spec], { SLURM_ARRAY_TASK_ID: '0', JOB_COMPLETION_INDEX: '1' })
+    expect(slurm).toMatchObject({ code: 2, stdout: '' })
+    expect(slurm.stderr).toContain('disagree: JOB_COMPLETION_INDEX=1, SLURM_ARRAY_TASK_ID=0')
   })
 
   it('refuses to guess a chunk: no index is a usage error, never chunk 0', () => {
@@ -103,12 +120,38 @@ describe('helios-worker', () => {
 
   it('prints the result as one JSON line with --json', () => {
     const r = worker([spec, '0', '--json'])
-    const lines = r.stdout.trim().split('\n')
+    const lines = r.stdout.split('\n')
+    expect(lines).toHaveLength(3) // the chunk's line, the JSON line, and nothing after the last newline
     expect(lines[0]).toBe('chunk-0')
-    const result = JSON.parse(lines.at(-1)!)
+    expect(lines[2]).toBe('')
+    const result = JSON.parse(lines[1])
     expect(result).toMatchObject({ chunkId: 0, exitCode: 0 })
     expect(result.durationMs).toBeGreaterThan(0)
     expect(result).not.toHaveProperty('stdout')
+    expect(result).not.toHaveProperty('stderr')
+  })
+
+  it('--json puts the result on a line of its own after output without a final newline, times to 3 decimals', () => {
+    const work = tempDir()
+    const path = writeSpec(work, specOf(`node -e "process.stdout.write('no-newline')"`, 'true'))
+    const r = worker([path, '0', '--json'])
+    expect(r.code).toBe(0)
+    const lines = r.stdout.split('\n')
+    expect(lines).toHaveLength(3)
+    expect(lines[0]).toBe('no-newline')
+    expect(lines[2]).toBe('')
+    const result = JSON.parse(lines[1])
+    expect(result).toMatchObject({ chunkId: 0, exitCode: 0 })
+    // No output at all: the JSON line is the only line, with no blank line before it.
+    const quiet = worker([path, '1', '--json'])
+    expect(quiet.stdout.split('\n')).toHaveLength(2)
+    for (const printed of [result, JSON.parse(quiet.stdout)]) {
+      for (const key of ['durationMs', 'cpuUserMs', 'cpuSystemMs']) {
+        if (printed[key] === undefined) continue
+        expect(typeof printed[key]).toBe('number')
+        expect((String(printed[key]).split('.')[1] ?? '').length, `${key} = ${printed[key]}`).toBeLessThanOrEqual(3)
+      }
+    }
   })
 
   it('uses HELIOS_WORKSPACE_DIR, then a fresh temporary directory that it removes again', () => {
@@ -133,6 +176,164 @@ describe('helios-worker', () => {
     expect(code).toBe(143)
     await sleep(2500)
     expect(existsSync(marker)).toBe(false)
+  })
+})
+
+describe('helios-worker merge', () => {
+  const work = tempDir()
+  const mergeSpec = writeSpec(work, { ...specOf('echo chunk-0'), mergeCommand: writes('merged.txt', 'x', 5) })
+
+  it('runs the mergeCommand in the workspace and exits with its code', () => {
+    const workspace = join(tempDir(), 'ws')
+    const r = worker(['merge', mergeSpec, '--workspace', workspace])
+    expect(r.code).toBe(5)
+    expect(readFileSync(join(workspace, 'merged.txt'), 'utf8')).toBe('x')
+  })
+
+  it('reads no chunk index: index variables, even ones that disagree, do not matter', () => {
+    const workspace = join(tempDir(), 'ws')
+    const r = worker(['merge', mergeSpec, '--workspace', workspace], { JOB_COMPLETION_INDEX: '1', SLURM_ARRAY_TASK_ID: 'x' })
+    expect(r.code).toBe(5)
+    expect(existsSync(join(workspace, 'merged.txt'))).toBe(true)
+  })
+
+  it('prints the result as one JSON line with --json', () => {
+    const r = worker(['--json', 'merge', mergeSpec, '--workspace', join(tempDir(), 'ws')])
+    expect(r.code).toBe(5)
+    const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!)
+    expect(result).toMatchObject({ merge: true, exitCode: 5 })
+    expect(result).not.toHaveProperty('chunkId')
+  })
+
+  it('exits 1 with the message and code for a spec without a mergeCommand', () => {
+    const r = worker(['merge', spec, '--workspace', join(tempDir(), 'ws')])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/mergeCommand/)
+    expect(r.stderr).toContain('(ERR_INVALID_JOB_SPEC)')
+  })
+
+  it('exits 124 on timeout and 128 + n for a signal, as a chunk does', () => {
+    const slow = writeSpec(tempDir(), { ...specOf('true'), mergeCommand: 'sleep 30' })
+    expect(worker(['merge', slow, '--timeout', '200']).code).toBe(124)
+    const killed = writeSpec(tempDir(), { ...specOf('true'), mergeCommand: 'sh -c "kill -KILL $$"' })
+    expect(worker(['merge', killed]).code).toBe(128 + 9)
+  })
+
+  it('refuses a missing jobPath or a chunkId as usage errors', () => {
+    expect(worker(['merge']).code).toBe(2)
+    const r = worker(['merge', mergeSpec, '0'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('merge takes no chunkId')
+  })
+
+  it('still runs a spec file named merge, as ./merge', () => {
+    const named = tempDir()
+    writeSpec(named, specOf('echo from-the-file-named-merge'), 'merge')
+    expect(worker(['./merge', '0'], {}, named)).toMatchObject({ code: 0, stdout: 'from-the-file-named-merge\n' })
+  })
+})
+
+describe('helios-worker --per-job', () => {
+  it('runs a chunk and the merge in <workspace>/<job id>', () => {
+    const workspace = join(tempDir(), 'ws')
+    const path = writeSpec(tempDir(), {
+      id: 'per-job-test',
+      chunks: [
+        { id: 0, command: writes('chunk.txt') },
+        { id: 1, command: 'pwd' },
+      ],
+      mergeCommand: writes('merged.txt'),
+    })
+    expect(worker([path, '0', '--workspace', workspace, '--per-job']).code).toBe(0)
+    expect(existsSync(join(workspace, 'per-job-test', 'chunk.txt'))).toBe(true)
+    expect(existsSync(join(workspace, 'chunk.txt'))).toBe(false)
+    expect(worker([path, '1', '--workspace', workspace, '--per-job']).stdout.trim()).toBe(join(workspace, 'per-job-test'))
+    expect(worker(['merge', path, '--workspace', workspace, '--per-job']).code).toBe(0)
+    expect(existsSync(join(workspace, 'per-job-test', 'merged.txt'))).toBe(true)
+    expect(existsSync(join(workspace, 'merged.txt'))).toBe(false)
+  })
+
+  it('keeps the workspace itself without --per-job', () => {
+    const workspace = join(tempDir(), 'ws')
+    const path = writeSpec(tempDir(), { id: 'per-job-test', chunks: [{ id: 0, command: writes('chunk.txt') }] })
+    expect(worker([path, '0', '--workspace', workspace]).code).toBe(0)
+    expect(existsSync(join(workspace, 'chunk.txt'))).toBe(true)
+  })
+})
+
+describe('helios-worker checks the declared outputFile', () => {
+  const work = tempDir()
+  const path = writeSpec(work, {
+    id: 'outputs',
+    chunks: [
+      { id: 0, command: writes('out-0.bin', 'abc'), outputFile: 'out-0.bin' },
+      { id: 1, command: 'true', outputFile: 'out-1.bin' },
+      { id: 2, command: writes('out-2.bin', ''), outputFile: 'out-2.bin' },
+      { id: 3, command: 'true', outputFile: 's3://bucket/out-3.bin' },
+      { id: 4, command: 'sh -c "exit 7"', outputFile: 'out-4.bin' },
+      { id: 5, command: 'true' },
+    ],
+  })
+
+  it('exits 0 when the chunk wrote its outputFile', () => {
+    expect(worker([path, '0', '--workspace', join(tempDir(), 'ws')])).toMatchObject({ code: 0, stderr: '' })
+  })
+
+  it('exits 1 when the chunk exits 0 but its outputFile is missing', () => {
+    const workspace = join(tempDir(), 'ws')
+    const r = worker([path, '1', '--workspace', workspace])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`helios-worker: chunk 1 exited 0 but its outputFile ${join(workspace, 'out-1.bin')} is missing`)
+  })
+
+  it('exits 1 when the chunk exits 0 but its outputFile is empty', () => {
+    const workspace = join(tempDir(), 'ws')
+    const r = worker([path, '2', '--workspace', workspace])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`helios-worker: chunk 2 exited 0 but its outputFile ${join(workspace, 'out-2.bin')} is empty (0 bytes)`)
+  })
+
+  it('checks in the per-job workspace with --per-job', () => {
+    const workspace = join(tempDir(), 'ws')
+    expect(worker([path, '0', '--workspace', workspace, '--per-job']).code).toBe(0)
+    const r = worker([path, '1', '--workspace', workspace, '--per-job'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`its outputFile ${join(workspace, 'outputs', 'out-1.bin')} is missing`)
+  })
+
+  it('leaves a URL outputFile, a chunk without one and a failing chunk alone', () => {
+    expect(worker([path, '3']).code).toBe(0)
+    expect(worker([path, '5']).code).toBe(0)
+    expect(worker([path, '4'])).toMatchObject({ code: 7, stderr: '' })
+  })
+})
+
+describe('the workspace helios-worker makes for itself', () => {
+  it('is removed however the run ends, and nothing else is left in the temporary directory', async () => {
+    // A temporary directory of this test's own: other tests running at the same time make theirs elsewhere.
+    const own = tempDir('hwr-tmpdir-')
+    const env = { TMPDIR: own }
+    const made = worker([spec, '5'], env).stdout.trim()
+    expect(made.startsWith(join(own, 'helios-worker-'))).toBe(true)
+    expect(existsSync(made)).toBe(false)
+    const merging = writeSpec(tempDir(), { ...specOf(writes('chunk.txt')), mergeCommand: writes('merged.txt', 'x', 3) })
+    expect(worker([spec, '0'], env).code).toBe(0)
+    expect(worker([spec, '2'], env).code).toBe(7)
+    expect(worker([spec, '3'], env).code).toBe(128 + 9)
+    expect(worker([spec, '4', '--timeout', '200'], env).code).toBe(124)
+    expect(worker([spec, '99'], env).code).toBe(1)
+    expect(worker([spec], env).code).toBe(2)
+    // Their exit codes are checked above; here only what they leave behind counts.
+    worker([merging, '0', '--per-job', '--json'], env)
+    worker(['merge', merging], env)
+    worker(['merge', merging, '--per-job'], env)
+    worker(['merge', spec], env)
+    // Ended by SIGTERM while the chunk runs.
+    const child = spawn(process.execPath, [cli, spec, '6'], { env: envWith(env), stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((started) => child.stdout.on('data', (d) => String(d).includes('started') && started()))
+    child.kill('SIGTERM')
+    expect(await new Promise<number | null>((exited) => child.on('exit', (c) => exited(c)))).toBe(143)
+    expect(readdirSync(own).filter((name) => name.startsWith('helios-worker-'))).toEqual([])
   })
 })
 

@@ -10,7 +10,7 @@ import { WorkerRuntime } from '../index.js'
 import { cleanup, sleep, tempDir, writeSpec } from './helpers'
 
 // The CLI's view: the package and its lib/ loaded by Node's own require, as one instance.
-const cjs = createRequire(import.meta.url)
+const cjs = createRequire(__filename)
 const { declaredOutputPath } = cjs('../lib/worker-runtime.js')
 const { WorkerRuntime: RequiredRuntime } = cjs('../index.js') as { WorkerRuntime: typeof WorkerRuntime }
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// helios-worker: run one chunk of a Helios render job, as the one process of a container
-// started by Kubernetes (Indexed Job), AWS Batch (array job), Cloud Run Jobs or by hand.
+// helios-worker: run one chunk of a Helios render job, or its merge, as the one process of a
+// container started by Kubernetes (Indexed Job), AWS Batch (array job), Cloud Run Jobs, Slurm
+// (array job) or by hand.
 'use strict'
 
-const { mkdtempSync, rmSync } = require('node:fs')
+const { mkdtempSync, rmSync, statSync } = require('node:fs')
 const { constants, tmpdir } = require('node:os')
-const { join } = require('node:path')
+const { join, resolve } = require('node:path')
 const { parseArgs } = require('node:util')
 
 const { version } = require('../package.json')
@@ -15,32 +16,43 @@ const INDEX_VARIABLES = [
   ['JOB_COMPLETION_INDEX', 'Kubernetes Indexed Job'],
   ['AWS_BATCH_JOB_ARRAY_INDEX', 'AWS Batch array job'],
   ['CLOUD_RUN_TASK_INDEX', 'Cloud Run job'],
+  ['SLURM_ARRAY_TASK_ID', 'Slurm array job'],
 ]
 
 const HELP = `Usage: helios-worker <jobPath> [chunkId] [options]
+       helios-worker merge <jobPath> [options]
 
 Run one chunk of a Helios render job: fetch the job spec, run the chunk's command in a
-workspace, stream its output, and exit with its exit code.
+workspace, stream its output, and exit with its exit code. With 'merge', run the spec's
+mergeCommand the same way, once every chunk has run.
 
 Arguments:
-  jobPath               the job spec: an http(s) URL, a file:// URL or a file path
-  chunkId               the chunk to run; when omitted, the index the engine gives this
-                        container: ${INDEX_VARIABLES.map(([name]) => name).join(', ')}
+  jobPath               the job spec: an http(s) URL, a file:// URL or a file path (a spec
+                        file named 'merge' is run as ./merge)
+  chunkId               the chunk to run: the chunk whose id equals it; when omitted, the
+                        index the engine gives this container, from
+${INDEX_VARIABLES.map(([name, engine]) => `                          ${name.padEnd(27)}${engine}`).join('\n')}
+                        an explicit chunkId wins; variables that disagree are a usage error.
+                        Engines number their copies 0..N-1 (Slurm: --array=0-<N-1>), so a
+                        spec for an engine numbers its chunks 0..N-1. 'merge' reads no index.
 
 Options:
   --workspace DIR       where the command runs (default: $HELIOS_WORKSPACE_DIR, else a new
-                        directory under the system's temporary directory, removed again
-                        when the chunk ends)
-  --timeout MS          end the chunk's process group after MS milliseconds (exit code 124)
+                        helios-worker-* directory under the system's temporary directory,
+                        removed again when helios-worker ends)
+  --per-job             run in <workspace>/<job id>, the job id made safe for a file name,
+                        so that jobs sharing a workspace never share a file
+  --timeout MS          end the command's process group after MS milliseconds (exit code 124)
   --json                print the result (without the output, which was streamed) as one
-                        JSON line at the end
+                        JSON line of its own at the end
   -h, --help            print this help
   -v, --version         print the version
 
 Exit codes:
-  the chunk's own exit code; 128 + the signal number when a signal ended it; 124 when the
-  timeout ended it; 2 for a usage error; 1 for any other failure (message on stderr).
-  SIGTERM or SIGINT ends the chunk's process group, then exits 143 or 130.`
+  the command's own exit code; 128 + the signal number when a signal ended it; 124 when the
+  timeout ended it; 2 for a usage error; 1 for any other failure (message on stderr),
+  including a chunk that exits 0 but leaves its declared outputFile missing or empty.
+  SIGTERM or SIGINT ends the command's process group, then exits 143 or 130.`
 
 class UsageError extends Error {}
 
@@ -77,20 +89,27 @@ function parse(argv, env) {
       workspace: { type: 'string' },
       timeout: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'per-job': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', short: 'v', default: false },
     },
   })
   if (values.help || values.version) return values
-  if (positionals.length < 1) throw new UsageError('missing jobPath')
-  if (positionals.length > 2) throw new UsageError(`unexpected argument '${positionals[2]}'`)
+  // `merge` first is the subcommand; a spec file of that name is still reachable as ./merge.
+  const merge = positionals[0] === 'merge'
+  const rest = merge ? positionals.slice(1) : positionals
+  if (rest.length < 1) throw new UsageError(merge ? 'merge: missing jobPath' : 'missing jobPath')
+  if (merge && rest.length > 1) throw new UsageError(`merge takes no chunkId, got '${rest[1]}'`)
+  if (rest.length > 2) throw new UsageError(`unexpected argument '${rest[2]}'`)
   const timeout = values.timeout === undefined ? undefined : nonNegativeInteger(values.timeout, '--timeout')
   if (values.workspace === '') throw new UsageError('--workspace needs a directory, got an empty one')
-  const chunkId = chunkFrom(positionals[1], env)
+  const chunkId = merge ? undefined : chunkFrom(rest[1], env)
   const given = values.workspace ?? (env.HELIOS_WORKSPACE_DIR || undefined)
   return {
-    ...values,
-    jobPath: positionals[0],
+    json: values.json,
+    perJob: values['per-job'],
+    merge,
+    jobPath: rest[0],
     chunkId,
     timeout,
     workspace: given ?? mkdtempSync(join(tmpdir(), 'helios-worker-')),
@@ -115,18 +134,24 @@ async function main(argv, env) {
     return 0
   }
 
-  // A reader that goes away (`| head`) must not crash the worker: the chunk runs on, its
-  // output goes nowhere, and the exit code is still the chunk's.
+  // A reader that goes away (`| head`) must not crash the worker: the command runs on, its
+  // output goes nowhere, and the exit code is still the command's.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err) => {
       if (err.code !== 'EPIPE') throw err
     })
   }
   try {
-    return await runChunk(options)
+    return await runCommand(options)
   } finally {
     // A workspace this process made for itself holds nothing anyone else will read.
-    if (options.ownWorkspace) rmSync(options.workspace, { recursive: true, force: true })
+    if (options.ownWorkspace) {
+      try {
+        rmSync(options.workspace, { recursive: true, force: true, maxRetries: 2 })
+      } catch (err) {
+        process.stderr.write(`helios-worker: could not remove the workspace ${options.workspace}: ${err.message}\n`)
+      }
+    }
   }
 }
 
@@ -134,8 +159,29 @@ const write = (stream) => (text) => {
   if (!stream.destroyed && stream.writable) stream.write(text)
 }
 
-async function runChunk(options) {
+/** At most three decimals: a duration in microseconds is all anyone reads. */
+const rounded = (x) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x)
+
+/** What is wrong with the chunk's declared local outputFile after an exit 0, if anything. */
+function outputProblem(result, declaredOutputPath) {
+  // An older library has no way to tell what the chunk declared: nothing to check then.
+  if (typeof declaredOutputPath !== 'function') return undefined
+  const path = declaredOutputPath(result)
+  if (typeof path !== 'string') return undefined
+  let bytes = typeof result.outputBytes === 'number' ? result.outputBytes : undefined
+  if (bytes === undefined) {
+    try {
+      bytes = statSync(path).size
+    } catch {
+      return `its outputFile ${path} is missing`
+    }
+  }
+  return bytes === 0 ? `its outputFile ${path} is empty (0 bytes)` : undefined
+}
+
+async function runCommand(options) {
   const { WorkerRuntime } = require('..')
+  const { declaredOutputPath } = require('../lib/worker-runtime.js')
   const controller = new AbortController()
   let stoppedBy = null
   for (const signal of ['SIGTERM', 'SIGINT']) {
@@ -144,24 +190,61 @@ async function runChunk(options) {
       controller.abort(new Error(`helios-worker received ${signal}`))
     })
   }
+  // Whether the last byte the command wrote to stdout was a newline (nothing written counts).
+  let atLineStart = true
+  const toStdout = write(process.stdout)
+  const runOptions = {
+    timeout: options.timeout,
+    signal: controller.signal,
+    onStdout: (text) => {
+      if (text.length > 0) atLineStart = text.endsWith('\n')
+      toStdout(text)
+    },
+    onStderr: write(process.stderr),
+  }
+  const what = options.merge ? 'the merge' : `chunk ${options.chunkId}`
   try {
-    const runtime = new WorkerRuntime({ workspaceDir: options.workspace })
-    const result = await runtime.run(options.jobPath, options.chunkId, {
-      timeout: options.timeout,
-      signal: controller.signal,
-      onStdout: write(process.stdout),
-      onStderr: write(process.stderr),
+    const runtime = new WorkerRuntime({
+      workspaceDir: options.workspace,
+      ...(options.perJob ? { perJobWorkspace: true } : undefined),
     })
+    let result
+    if (options.merge) {
+      if (typeof runtime.merge !== 'function') {
+        process.stderr.write('helios-worker: merge: this version of the runtime has no merge()\n')
+        return 1
+      }
+      result = await runtime.merge(options.jobPath, runOptions)
+    } else {
+      result = await runtime.run(options.jobPath, options.chunkId, runOptions)
+    }
     if (options.json) {
       const { stdout, stderr, ...summary } = result
-      write(process.stdout)(`${JSON.stringify({ chunkId: options.chunkId, workspace: options.workspace, ...summary })}\n`)
+      for (const key of ['durationMs', 'cpuUserMs', 'cpuSystemMs']) {
+        if (key in summary) summary[key] = rounded(summary[key])
+      }
+      const head = options.merge ? { merge: true } : { chunkId: options.chunkId }
+      const line = JSON.stringify({
+        ...head,
+        workspace: resolve(options.workspace),
+        ...(options.perJob ? { perJobWorkspace: true } : undefined),
+        ...summary,
+      })
+      toStdout(`${atLineStart ? '' : '\n'}${line}\n`)
     }
     if (result.timedOut) return 124
     if (result.signal) return 128 + (constants.signals[result.signal] ?? 0)
+    if (result.exitCode === 0 && !options.merge) {
+      const problem = outputProblem(result, declaredOutputPath)
+      if (problem) {
+        process.stderr.write(`helios-worker: ${what} exited 0 but ${problem}\n`)
+        return 1
+      }
+    }
     return result.exitCode
   } catch (err) {
     if (stoppedBy) return 128 + constants.signals[stoppedBy]
-    process.stderr.write(`helios-worker: ${err.message}${err.code ? ` (${err.code})` : ''}\n`)
+    process.stderr.write(`helios-worker: ${err?.message ?? String(err)}${err?.code ? ` (${err.code})` : ''}\n`)
     return 1
   }
 }

@@ -52,6 +52,8 @@ pub struct WorkerRuntimeConfig {
     /// Default `RunOptions.onStderr`.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stderr: Option<OutputFn>,
+    /// Default `RunOptions.lines`.
+    pub lines: Option<bool>,
 }
 
 /// The storage adapter of the infrastructure package. The runtime only calls
