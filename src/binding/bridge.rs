@@ -15,16 +15,9 @@ use crate::runtime::AssetStore;
 
 /// An error that came from JavaScript (a storage adapter's rejection), carried through Rust so
 /// that the caller gets the very same value back.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.reason)]
 pub struct FromJs(pub napi::Error);
-
-impl std::fmt::Display for FromJs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.reason)
-    }
-}
-
-impl std::error::Error for FromJs {}
 
 /// The storage adapter, as one run calls it: its run id tells the JavaScript entry which
 /// run's `AbortSignal` to hand the adapter.
@@ -67,15 +60,6 @@ pub struct JsOutput {
     /// than `OUTPUT_QUEUE_BYTES`, so a busy JavaScript thread slows the command down instead
     /// of piling its output up in memory.
     pub queued: Arc<Queued>,
-}
-
-impl JsOutput {
-    pub fn new(streams: [Option<Arc<OutputFn>>; 2]) -> Self {
-        JsOutput {
-            streams,
-            queued: Arc::default(),
-        }
-    }
 }
 
 impl OutputSink for JsOutput {

@@ -160,10 +160,12 @@ impl WorkerRuntime {
                 .download
                 .clone()
                 .map(|download| Arc::new(RunStorage { download, run_id }) as Arc<dyn AssetStore>),
-            sink: streams
-                .iter()
-                .any(Option::is_some)
-                .then(|| Arc::new(JsOutput::new(streams)) as _),
+            sink: streams.iter().any(Option::is_some).then(|| {
+                Arc::new(JsOutput {
+                    streams,
+                    queued: Arc::default(),
+                }) as _
+            }),
             cancel: CancellationToken::new(),
         };
         let registered = self.runs.register(self.key(run_id), &extras.cancel);
