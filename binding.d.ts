@@ -80,30 +80,6 @@ export interface FetchOptions {
   caCertificates?: string | string[]
 }
 
-/** What the render is: frame count, rate and size. */
-export interface JobMetadata {
-  totalFrames: number
-  fps: number
-  width: number
-  height: number
-  duration: number
-}
-
-/**
- * A distributed render job. `run` requires only `chunks` (and, in the chunk that runs, `id`
- * and `command`); the other fields are read when present.
- */
-export interface JobSpec {
-  /** The job's id, passed to `storage.downloadAssetBundle` as it is. */
-  id?: string
-  /** When non-empty, the asset bundle to download into the workspace before the command runs. */
-  assetsUrl?: string
-  metadata?: JobMetadata
-  chunks: Array<RenderJobChunk>
-  /** The command that merges the chunks' outputs once every chunk has run. */
-  mergeCommand?: string
-}
-
 /**
  * Split a command string into a program and its arguments exactly as `run` does, without
  * running anything: use it to check a command before shipping a spec. Throws an `Error`
@@ -127,23 +103,6 @@ export interface ParsedCommand {
  * program or a NUL byte, a `TypeError` for anything but strings.
  */
 export declare function quoteCommand(program: string, args?: Array<string> | undefined | null): string
-
-/**
- * One chunk of a render job: a contiguous range of frames and the command that renders it.
- * Only `id` and `command` are read, and only in the chunk that runs.
- */
-export interface RenderJobChunk {
-  /** The chunk's id; `run(jobPath, chunkId)` runs the first chunk whose `id` equals `chunkId`. */
-  id: number
-  /** The first frame this chunk renders. */
-  startFrame?: number
-  /** How many frames this chunk renders. */
-  frameCount?: number
-  /** Where the chunk's command writes its output, relative to the workspace. */
-  outputFile?: string
-  /** The command to run, split into argv without a shell (see `parseCommand`). */
-  command: string
-}
 
 /** Controls for one run; each overrides the runtime's default of the same name. */
 export interface RunOptions {

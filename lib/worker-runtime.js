@@ -322,23 +322,26 @@ function environmentNetwork() {
     httpProxy: pick('HTTP_PROXY'),
     httpsProxy: pick('HTTPS_PROXY'),
     noProxy: pick('NO_PROXY'),
-    extraCaCertificates: extraCaCertificates(env.NODE_EXTRA_CA_CERTS),
+    extraCaFile: extraCaFile(env.NODE_EXTRA_CA_CERTS),
   }
 }
 
-let extraCas = { path: undefined, pem: undefined }
-function extraCaCertificates(path) {
+/** `NODE_EXTRA_CA_CERTS` when it can be read (checked once per path, as Node reads it once):
+ * the native side reads and parses it once per process, not every runtime. */
+let extraCas = { path: undefined, readable: false }
+function extraCaFile(path) {
   if (!path) return undefined
   if (extraCas.path !== path) {
-    let pem
+    let readable = false
     try {
-      pem = readFileSync(path, 'utf8')
+      readFileSync(path, 'utf8')
+      readable = true
     } catch (error) {
       process.emitWarning(`Ignoring extra certs from \`${path}\`, load failed: ${error.message}`, 'HeliosWorkerRuntimeWarning')
     }
-    extraCas = { path, pem }
+    extraCas = { path, readable }
   }
-  return extraCas.pem
+  return extraCas.readable ? path : undefined
 }
 
 /** A callback that is not called again once it has thrown, whatever it threw; the throw

@@ -14,7 +14,7 @@ use crate::error::Error;
 pub struct Connection {
     /// Extra request headers, checked when they were added.
     pub headers: Vec<(String, String)>,
-    /// Trusted on top of the system's roots: `fetch.caCertificates` and `NODE_EXTRA_CA_CERTS`,
+    /// Trusted on top of the system's roots: `fetch.caCertificates`,
     /// as DER, each checked to parse.
     pub ca_certificates: Vec<Vec<u8>>,
     /// `None`: no limit.
@@ -23,6 +23,9 @@ pub struct Connection {
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
     pub no_proxy: Option<String>,
+    /// `NODE_EXTRA_CA_CERTS`: read (and parsed) when the client is built, once per process,
+    /// not by every runtime; as Node does, a certificate in it that does not parse is left out.
+    pub extra_ca_file: Option<String>,
 }
 
 /// Kept for the life of the process; past this many distinct settings (a runtime per tenant,
@@ -104,10 +107,13 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         let proxy = reqwest::Proxy::https(url).map_err(bad_proxy("https_proxy", url))?;
         builder = builder.proxy(proxy.no_proxy(no_proxy()));
     }
-    if !c.ca_certificates.is_empty() {
+    let extra = c.extra_ca_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    let extra = extra.as_deref().map(parse_pem_lenient).unwrap_or_default();
+    if !c.ca_certificates.is_empty() || !extra.is_empty() {
         let certs = c
             .ca_certificates
             .iter()
+            .chain(&extra)
             .map(|der| reqwest::Certificate::from_der(der))
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
@@ -142,7 +148,7 @@ pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// The certificates of a PEM document that parse; the others are left out.
-pub fn parse_pem_lenient(pem: &str) -> Vec<Vec<u8>> {
+fn parse_pem_lenient(pem: &str) -> Vec<Vec<u8>> {
     certificates(pem).flatten().collect()
 }
 

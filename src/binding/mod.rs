@@ -242,12 +242,7 @@ fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfi
     connection.http_proxy = o.http_proxy;
     connection.https_proxy = o.https_proxy;
     connection.no_proxy = o.no_proxy;
-    // As Node does with NODE_EXTRA_CA_CERTS: a certificate that does not parse is left out.
-    if let Some(pem) = o.extra_ca_certificates {
-        connection
-            .ca_certificates
-            .extend(crate::clients::parse_pem_lenient(&pem));
-    }
+    connection.extra_ca_file = o.extra_ca_file;
     fetch.timeout = o.timeout_ms.map_or(fetch.timeout, limit);
     fetch.idle_timeout = o.idle_timeout_ms.map_or(fetch.idle_timeout, limit);
     // `as` saturates: Infinity is no limit.

@@ -148,9 +148,9 @@ pub struct FetchOptions {
     pub https_proxy: Option<String>,
     #[napi(skip_typescript)]
     pub no_proxy: Option<String>,
-    /// The contents of the `NODE_EXTRA_CA_CERTS` file.
+    /// `NODE_EXTRA_CA_CERTS`, when the JavaScript entry could read that file.
     #[napi(skip_typescript)]
-    pub extra_ca_certificates: Option<String>,
+    pub extra_ca_file: Option<String>,
 }
 
 /// What a run of one chunk produced.
