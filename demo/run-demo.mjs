@@ -1,13 +1,12 @@
 // The demo job: a 96-frame animation rendered in 4 chunks by the native WorkerRuntime, once
 // with the spec read from a file and once fetched from a loopback HTTP server, then merged
 // into one video. Run it with `npm run demo`.
-import { spawnSync } from 'node:child_process'
-import { copyFileSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { copyFileSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { WorkerRuntime, parseCommand } from '../index.js'
+import { WorkerRuntime } from '../index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const specPath = join(here, 'job.json')
@@ -39,20 +38,20 @@ for (const [label, jobPath] of [
   ['http', httpUrl],
 ]) {
   const workspaceDir = join(out, `${label}-run`)
-  const runtime = new WorkerRuntime({ workspaceDir, storage, timeout: 120_000 })
+  // A directory per job, its assets downloaded once however many chunks run at the same time.
+  const runtime = new WorkerRuntime({ workspaceDir, storage, timeout: 120_000, perJobWorkspace: true })
   console.log(`\n${spec.id}: ${spec.chunks.length} chunks from ${jobPath}`)
   const started = performance.now()
   const results = await Promise.all(
     spec.chunks.map(async (chunk) => {
       let frames = 0
-      const result = await runtime.run(jobPath, chunk.id, { onStdout: (text) => (frames += text.split('\n').length - 1) })
+      const result = await runtime.run(jobPath, chunk.id, { lines: true, onStdout: () => frames++ })
       return { chunk, result, frames }
     }),
   )
   for (const { chunk, result, frames } of results) {
-    const file = join(workspaceDir, chunk.outputFile)
-    const size = result.exitCode === 0 ? statSync(file).size : 0
-    failed ||= result.exitCode !== 0
+    const size = result.outputBytes ?? 0
+    failed ||= result.exitCode !== 0 || !size
     console.log(
       `  chunk ${chunk.id}  frames ${chunk.startFrame}-${chunk.startFrame + chunk.frameCount - 1}` +
         `  exit ${result.exitCode}  ${result.durationMs.toFixed(0).padStart(5)} ms` +
@@ -61,11 +60,10 @@ for (const [label, jobPath] of [
     if (result.exitCode !== 0) console.log(result.stderr)
   }
   // The merge step, run the way an orchestrator would once every chunk is done.
-  const merge = parseCommand(spec.mergeCommand)
-  const done = spawnSync(merge.command, merge.args, { cwd: workspaceDir, encoding: 'utf8' })
-  failed ||= done.status !== 0
+  const done = await runtime.merge(jobPath)
+  failed ||= done.exitCode !== 0
   console.log(`  merged in ${(performance.now() - started).toFixed(0)} ms total: ${done.stdout.trim() || done.stderr}`)
-  merged.push(join(workspaceDir, 'helios-demo.y4m'))
+  merged.push(join(workspaceDir, spec.id, 'helios-demo.y4m'))
 }
 server.close()
 
@@ -85,7 +83,7 @@ copyFileSync(merged[0], video)
 console.log(
   `\n${failed ? 'FAILED' : 'OK'}: ${relative(process.cwd(), video)} — ${frames} frames, ` +
     `${spec.metadata.width}x${spec.metadata.height} at ${spec.metadata.fps} fps ` +
-    `(asset bundle downloaded ${storage.downloads} times; files: ${readdirSync(join(out, 'file-run')).length} in the workspace)`,
+    `(asset bundle downloaded ${storage.downloads} times; files: ${readdirSync(join(out, 'file-run', spec.id)).length} in the job's directory)`,
 )
 console.log('Play it with: ffplay demo/out/helios-demo.y4m   (or mpv, or VLC)')
 process.exit(failed ? 1 : 0)
