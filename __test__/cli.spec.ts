@@ -272,6 +272,7 @@ describe('helios-worker checks the declared outputFile', () => {
       { id: 3, command: 'true', outputFile: 's3://bucket/out-3.bin' },
       { id: 4, command: 'sh -c "exit 7"', outputFile: 'out-4.bin' },
       { id: 5, command: 'true' },
+      { id: 6, command: 'mkdir out-6', outputFile: 'out-6' },
     ],
   })
 
@@ -284,6 +285,13 @@ describe('helios-worker checks the declared outputFile', () => {
     const r = worker([path, '1', '--workspace', workspace])
     expect(r.code).toBe(1)
     expect(r.stderr).toContain(`helios-worker: chunk 1 exited 0 but its outputFile ${join(workspace, 'out-1.bin')} is missing`)
+  })
+
+  it('exits 1 when the chunk exits 0 and its outputFile is a directory', () => {
+    const workspace = join(tempDir(), 'ws')
+    const r = worker([path, '6', '--workspace', workspace])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`helios-worker: chunk 6 exited 0 but its outputFile ${join(workspace, 'out-6')} is not a file`)
   })
 
   it('exits 1 when the chunk exits 0 but its outputFile is empty', () => {

@@ -75,6 +75,47 @@ describe('perJobWorkspace', () => {
     expect(readdirSync(workspaceDir)).toEqual([expect.stringMatching(/^job_7~[0-9a-f]{16}$/)])
   })
 
+  it('keeps the lock while an aborted download that ignores its signal is still writing', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'cat bundle.txt' }] })
+    let active = 0
+    let most = 0
+    let calls = 0
+    const storage = {
+      async downloadAssetBundle(_id: string, _url: string, targetDir: string) {
+        const call = ++calls
+        most = Math.max(most, ++active)
+        await sleep(call === 1 ? 600 : 50) // the first one ignores its signal
+        writeFileSync(join(targetDir, 'bundle.txt'), `download ${call}`)
+        active--
+      },
+    }
+    const runtime = new WorkerRuntime({ workspaceDir: join(dir, 'ws'), storage, perJobWorkspace: true })
+    const controller = new AbortController()
+    const first = runtime.run(path, 0, { signal: controller.signal })
+    while (calls === 0) await sleep(10) // the download has started
+    controller.abort()
+    await expect(first).rejects.toMatchObject({ code: 'ABORT_ERR' })
+    const second = await runtime.run(path, 0)
+    // The second run waited for the first download to stop, then found it finished.
+    expect(most).toBe(1)
+    expect(second.stdout).toBe('download 1')
+    expect(calls).toBe(1)
+  })
+
+  it('never gives a number id the directory of the same string id', async () => {
+    const dir = tempDir()
+    const workspaceDir = join(dir, 'ws')
+    const runtime = new WorkerRuntime({ workspaceDir, perJobWorkspace: true })
+    for (const id of [42, '42']) {
+      const path = writeSpec(dir, { id, chunks: [{ id: 0, command: `touch from-${typeof id}` }] }, `${typeof id}.json`)
+      expect((await runtime.run(path, 0)).exitCode).toBe(0)
+    }
+    const dirs = readdirSync(workspaceDir).sort()
+    expect(dirs).toEqual(['42', expect.stringMatching(/^42~[0-9a-f]{16}$/)])
+    expect(readdirSync(join(workspaceDir, '42'))).toEqual(['from-string'])
+  })
+
   it('needs the spec to have an id', async () => {
     const dir = tempDir()
     const path = writeSpec(dir, { chunks: [{ id: 0, command: 'true' }] })
@@ -128,10 +169,13 @@ describe('the declared outputFile', () => {
         { id: 1, outputFile: 'never.bin', command: 'true' },
         { id: 2, outputFile: 's3://bucket/c2.bin', command: 'true' },
         { id: 3, command: 'true' },
+        { id: 4, outputFile: './a/../chunk-00:00:10.bin', command: node("require('fs').writeFileSync('chunk-00:00:10.bin', 'xy')") },
       ],
     })
     const runtime = new RequiredRuntime({ workspaceDir })
-    const [made, missing, remote, none] = await Promise.all([0, 1, 2, 3].map((id) => runtime.run(path, id)))
+    const [made, missing, remote, none, colon] = await Promise.all([0, 1, 2, 3, 4].map((id) => runtime.run(path, id)))
+    // A name with a colon is a file name, not a URL, and the path is shown plainly.
+    expect(colon).toMatchObject({ outputPath: join(workspaceDir, 'chunk-00:00:10.bin'), outputBytes: 2 })
     expect(made).toMatchObject({ outputPath: join(workspaceDir, 'out/c0.bin'), outputBytes: 4 })
     expect(declaredOutputPath(made)).toBe(join(workspaceDir, 'out/c0.bin'))
     expect('outputPath' in missing || 'outputBytes' in missing).toBe(false)
@@ -155,6 +199,11 @@ describe('lines: true', () => {
     expect(out).toEqual(['ab', 'c', '', 'd'])
     expect(err).toEqual(['[chunk 0] e', '[chunk 0] f'])
     expect(result.stdout).toBe('ab\r\nc\n\nd')
+    // A long line in many pieces arrives whole, and a last line's \r goes as a \r\n's does.
+    const long = writeSpec(dir, { chunks: [{ id: 0, command: node("for (let i = 0; i < 200; i++) process.stdout.write('x'.repeat(10000)); process.stdout.write('\\r')") }] }, 'long.json')
+    const got: string[] = []
+    await runtime.run(long, 0, { onStdout: (l) => got.push(l) })
+    expect(got.map((l) => l.length)).toEqual([2_000_000])
     // Pieces, as before, when it is off for the run.
     const pieces: string[] = []
     await runtime.run(path, 0, { lines: false, onStdout: (p) => pieces.push(p) })

@@ -168,13 +168,14 @@ function outputProblem(result, declaredOutputPath) {
   if (typeof declaredOutputPath !== 'function') return undefined
   const path = declaredOutputPath(result)
   if (typeof path !== 'string') return undefined
-  let bytes = typeof result.outputBytes === 'number' ? result.outputBytes : undefined
-  if (bytes === undefined) {
+  // The library names the size of a regular file only: a directory is no output either.
+  const bytes = result.outputBytes
+  if (typeof bytes !== 'number') {
+    let what = 'is missing'
     try {
-      bytes = statSync(path).size
-    } catch {
-      return `its outputFile ${path} is missing`
-    }
+      if (!statSync(path).isFile()) what = 'is not a file'
+    } catch {}
+    return `its outputFile ${path} ${what}`
   }
   return bytes === 0 ? `its outputFile ${path} is empty (0 bytes)` : undefined
 }

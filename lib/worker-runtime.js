@@ -322,7 +322,8 @@ function environmentNetwork() {
     httpProxy: pick('HTTP_PROXY'),
     httpsProxy: pick('HTTPS_PROXY'),
     noProxy: pick('NO_PROXY'),
-    extraCaFile: extraCaFile(env.NODE_EXTRA_CA_CERTS),
+    // Resolved now: the native side reads it later, maybe after a process.chdir().
+    extraCaFile: env.NODE_EXTRA_CA_CERTS ? extraCaFile(resolve(env.NODE_EXTRA_CA_CERTS)) : undefined,
   }
 }
 
@@ -350,21 +351,30 @@ function extraCaFile(path) {
 function guard(callback, name, lines) {
   if (callback === undefined) return undefined
   let failed = false
-  let partial = ''
+  // The pieces of the line in progress, joined once its newline arrives: a long line costs
+  // its length, not its length times its pieces.
+  let partial = []
+  const line = (text) => callback(text.endsWith('\r') ? text.slice(0, -1) : text)
   const deliver = (text) => {
     if (!lines) return callback(text)
-    const parts = (partial + text).split('\n')
-    partial = parts.pop()
-    for (const line of parts) callback(line.endsWith('\r') ? line.slice(0, -1) : line)
+    let start = 0
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      partial.push(text.slice(start, end))
+      const whole = partial.join('')
+      partial = []
+      start = end + 1
+      line(whole)
+    }
+    if (start < text.length) partial.push(text.slice(start))
   }
   return (text) => {
     if (failed) return
     try {
       if (text !== '') deliver(text)
-      else if (partial !== '') {
-        const last = partial
-        partial = ''
-        callback(last)
+      else if (partial.length > 0) {
+        const last = partial.join('')
+        partial = []
+        line(last)
       }
     } catch (error) {
       failed = true

@@ -107,7 +107,10 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         let proxy = reqwest::Proxy::https(url).map_err(bad_proxy("https_proxy", url))?;
         builder = builder.proxy(proxy.no_proxy(no_proxy()));
     }
-    let extra = c.extra_ca_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    let extra = c
+        .extra_ca_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok());
     let extra = extra.as_deref().map(parse_pem_lenient).unwrap_or_default();
     if !c.ca_certificates.is_empty() || !extra.is_empty() {
         let certs = c

@@ -144,6 +144,8 @@ fn as_js_numbers(value: Value) -> Value {
 pub(crate) fn js_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e21 {
         format!("{}", n as i128)
+    } else if n.abs() >= 1e21 {
+        format!("{n:e}").replace("e", "e+")
     } else {
         n.to_string()
     }

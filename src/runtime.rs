@@ -139,23 +139,33 @@ impl Runtime {
 }
 
 /// A chunk's `outputFile` as a path: relative to `cwd`, absolute, or a `file:` URL; `None`
-/// for a URL of any other scheme (`s3://…`), which the command uploads itself.
+/// for a URL of another scheme (`s3://…`), which the command uploads itself. Normalised
+/// lexically, so that the result names it plainly.
 fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
-    match reqwest::Url::parse(file) {
-        Ok(url) if url.scheme() == "file" => url.to_file_path().ok(),
-        // A one-letter "scheme" is a Windows drive.
-        Ok(url) if url.scheme().len() > 1 => None,
-        _ => Some(cwd.join(file)),
+    let path = match file {
+        "" => return None,
+        _ if file.starts_with("file:") => reqwest::Url::parse(file).ok()?.to_file_path().ok()?,
+        _ if file.contains("://") => return None,
+        _ => cwd.join(file),
+    };
+    let mut clean = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => drop(clean.pop()),
+            std::path::Component::CurDir => {}
+            part => clean.push(part),
+        }
     }
+    Some(clean)
 }
 
 /// The per-job directory of a job: its id, made safe for a file name. An id that had to be
-/// changed gets a hash of the original after a `~` (a character never kept), so that two
-/// jobs never share a directory.
+/// changed, and a number (`42` is not the job `"42"`), gets a hash of the original after a
+/// `~` (a character never kept), so that two jobs never share a directory.
 fn job_dir_name(id: Option<&Value>) -> Result<String, Error> {
-    let id = match id {
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(Value::Number(n)) => job::js_number(n.as_f64().unwrap_or_default()),
+    let (id, number) = match id {
+        Some(Value::String(id)) if !id.is_empty() => (id.clone(), false),
+        Some(Value::Number(n)) => (job::js_number(n.as_f64().unwrap_or_default()), true),
         _ => {
             return Err(Error::InvalidSpec(
                 "perJobWorkspace needs the spec's id, a non-empty string or a number".into(),
@@ -170,11 +180,11 @@ fn job_dir_name(id: Option<&Value>) -> Result<String, Error> {
         })
         .take(100)
         .collect();
-    if safe == id && !id.starts_with('.') {
+    if safe == id && !id.starts_with('.') && !number {
         return Ok(safe);
     }
     // FNV-1a: stable across builds, so a restarted worker finds the same directory.
-    let hash = id.bytes().fold(0xcbf29ce484222325_u64, |h, b| {
+    let hash = (id.bytes().chain(number.then_some(b'#'))).fold(0xcbf29ce484222325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
     Ok(format!("{}~{hash:016x}", safe.trim_start_matches('.')))
@@ -185,12 +195,21 @@ fn job_dir_name(id: Option<&Value>) -> Result<String, Error> {
 /// URL records a finished download, and a failed one leaves no marker to be tried again.
 async fn download_once<F>(dir: &Path, url: &str, download: impl FnOnce() -> F) -> Result<(), Error>
 where
-    F: std::future::Future<Output = Result<(), ExternalError>>,
+    F: std::future::Future<Output = Result<(), ExternalError>> + Send + 'static,
 {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |e| Error::io(&e, "open", path.display().to_string())
     }
     let (lock_path, marker) = (dir.join(".helios-assets.lock"), dir.join(".helios-assets"));
+    let done = |marker: PathBuf| async move {
+        tokio::fs::read(marker)
+            .await
+            .is_ok_and(|done| done == url.as_bytes())
+    };
+    // Most runs find it done, and need no lock (nor a directory they may write to).
+    if done(marker.clone()).await {
+        return Ok(());
+    }
     let lock = tokio::fs::File::create(&lock_path)
         .await
         .map_err(io(&lock_path))?
@@ -206,14 +225,20 @@ where
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
     }
-    if tokio::fs::read(&marker)
-        .await
-        .is_ok_and(|done| done == url.as_bytes())
-    {
+    if done(marker.clone()).await {
         return Ok(());
     }
-    download().await.map_err(Error::Storage)?;
-    tokio::fs::write(&marker, url).await.map_err(io(&marker))
+    // The lock stays with the download, not with this run: an adapter that ignores its
+    // signal writes on after an abort, and no other download may start before it stops.
+    let (work, url) = (download(), url.to_owned());
+    tokio::spawn(async move {
+        work.await.map_err(Error::Storage)?;
+        let written = tokio::fs::write(&marker, url).await.map_err(io(&marker));
+        drop(lock);
+        written
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("the asset download task failed: {e}")))?
 }
 
 /// A run's whole environment: `inherited` when given (a worker thread's own copy), else this
@@ -500,7 +525,11 @@ mod tests {
     fn job_directories_are_safe_names_and_never_shared() {
         let name = |v: Value| job_dir_name(Some(&v)).unwrap();
         assert_eq!(name("job-7.v2".into()), "job-7.v2");
-        assert_eq!(name(42.0.into()), "42");
+        assert!(
+            name(42.0.into()).starts_with("42~"),
+            "a number is not the string"
+        );
+        assert_ne!(name(42.0.into()), name("42".into()));
         assert!(name("..".into()).starts_with('~'));
         assert_ne!(name("a/b".into()), name("a:b".into()));
         assert!(!name("../../etc".into()).contains('/'));
@@ -528,6 +557,9 @@ mod tests {
         assert_eq!(outcome.output_path, Some(dir.join("o.txt")));
         assert_eq!(outcome.output_bytes, Some(3));
         assert_eq!(run(1).await.unwrap().output_path, None);
+        assert_eq!(local_path(&dir, "a/../b:1.mp4"), Some(dir.join("b:1.mp4")));
+        assert_eq!(local_path(&dir, "file:///x/y"), Some(PathBuf::from("/x/y")));
+        assert_eq!(local_path(&dir, ""), None);
         let missing = run(2).await.unwrap();
         assert_eq!(
             (missing.output_path, missing.output_bytes),
