@@ -152,24 +152,12 @@ describe.skipIf(skip !== undefined)('helios-worker on a one-node Slurm cluster',
     }
   }, 150_000)
 
-  it('renders the demo job as an array job, then merges it in a job that depends on the array', async () => {
-    const spec = JSON.parse(readFileSync(join(demo, 'job.json'), 'utf8'))
-    delete spec.assetsUrl
-    const { dir, ws, jobPath } = stage('demo', spec)
-    const chunks = spec.chunks.length as number
-    const { width, height, totalFrames, fps } = spec.metadata as Record<string, number>
-
-    const array = sbatch([
-      `--array=0-${chunks - 1}`,
-      '--job-name=helios-demo',
-      `--chdir=${dir}`,
-      `--output=${join(dir, 'task-%a.out')}`,
-      '--wrap',
-      worker(jobPath, '--workspace', ws),
-    ])
+  /** The chunks as one array job, and the merge as a job that waits for all of them; with a
+   * description of both jobs and every output file, for a failure message. */
+  function submitRender(dir: string, ws: string, jobPath: string, chunks: number) {
+    const array = sbatch([`--array=0-${chunks - 1}`, `--chdir=${dir}`, `--output=${join(dir, 'task-%a.out')}`, '--wrap', worker(jobPath, '--workspace', ws)])
     const merge = sbatch([
       `--dependency=afterok:${array}`,
-      '--job-name=helios-demo-merge',
       `--chdir=${dir}`,
       `--output=${join(dir, 'merge.out')}`,
       '--wrap',
@@ -182,7 +170,17 @@ describe.skipIf(skip !== undefined)('helios-worker on a one-node Slurm cluster',
         ...Array.from({ length: chunks }, (_, i) => `task-${i}.out:\n${contents(join(dir, `task-${i}.out`))}`),
         `merge.out:\n${contents(join(dir, 'merge.out'))}`,
       ].join('\n')
+    return { array, merge, explain }
+  }
 
+  it('renders the demo job as an array job, then merges it in a job that depends on the array', async () => {
+    const spec = JSON.parse(readFileSync(join(demo, 'job.json'), 'utf8'))
+    delete spec.assetsUrl
+    const { dir, ws, jobPath } = stage('demo', spec)
+    const chunks = spec.chunks.length as number
+    const { width, height, totalFrames, fps } = spec.metadata as Record<string, number>
+
+    const { array, merge, explain } = submitRender(dir, ws, jobPath, chunks)
     const indices = Array.from({ length: chunks }, (_, i) => i)
     const tasks = await until('the array tasks to end', () => endedTasks(array, indices), explain)
     const header = `YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420jpeg\n`
@@ -237,21 +235,7 @@ describe.skipIf(skip !== undefined)('helios-worker on a one-node Slurm cluster',
       mergeCommand: 'node merge.mjs merged.y4m chunk-0.y4m chunk-1.y4m',
     }
     const { dir, ws, jobPath } = stage('failing', spec)
-    const array = sbatch(['--array=0-1', `--chdir=${dir}`, `--output=${join(dir, 'task-%a.out')}`, '--wrap', worker(jobPath, '--workspace', ws)])
-    const merge = sbatch([
-      `--dependency=afterok:${array}`,
-      `--chdir=${dir}`,
-      `--output=${join(dir, 'merge.out')}`,
-      '--wrap',
-      worker('merge', jobPath, '--workspace', ws),
-    ])
-    const explain = () =>
-      [
-        `scontrol -o show job ${array}:\n${showJob(array)}`,
-        `scontrol -o show job ${merge}:\n${showJob(merge)}`,
-        `task-0.out:\n${contents(join(dir, 'task-0.out'))}`,
-        `task-1.out:\n${contents(join(dir, 'task-1.out'))}`,
-      ].join('\n')
+    const { array, merge, explain } = submitRender(dir, ws, jobPath, 2)
     try {
       const tasks = await until('the array tasks to end', () => endedTasks(array, [0, 1]), explain)
       expect(tasks.get(0), explain()).toMatchObject({ JobState: 'COMPLETED', ExitCode: '0:0' })
