@@ -112,8 +112,11 @@ export interface RunOptions {
    * 0 (the default) means no timeout.
    */
   timeout?: number
-  /** The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a number. */
-  killSignal?: 'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number
+  /**
+   * The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a
+   * number. (The JavaScript entry hands it over as a number.)
+   */
+  killSignal?: NodeJS.Signals | number
   /** Milliseconds between `killSignal` and SIGKILL. Default 5000. */
   killGracePeriod?: number
   /**
@@ -194,7 +197,7 @@ export interface WorkerRuntimeConfig {
   /** Default `RunOptions.timeout`. */
   timeout?: number
   /** Default `RunOptions.killSignal`. */
-  killSignal?: 'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number
+  killSignal?: NodeJS.Signals | number
   /** Default `RunOptions.killGracePeriod`. */
   killGracePeriod?: number
   /** Default `RunOptions.maxBuffer`. */

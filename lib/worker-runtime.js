@@ -276,14 +276,17 @@ function environmentOverlay(env, name) {
  * race with such a write, and crash. A worker thread's own copy, or an object put in place of
  * `process.env`, is what Node's `spawn` would pass on too. */
 function inheritedEnvironment() {
-  const env = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value != null && !key.includes('=') && !key.includes('\0')) {
-      const text = String(value)
-      if (!text.includes('\0')) env[key] = text
-    }
+  // One string of `KEY=value\0` pairs: a single value to hand over instead of an object whose
+  // every property the native side would read one call at a time.
+  const env = process.env
+  let pairs = ''
+  for (const key of Object.keys(env)) {
+    const value = env[key]
+    if (value == null || key.includes('=') || key.includes('\0')) continue
+    const text = String(value)
+    if (!text.includes('\0')) pairs += `${key}=${text}\0`
   }
-  return env
+  return pairs
 }
 
 function fetchOptions(fetch) {

@@ -64,9 +64,7 @@ fn cached(connection: &Connection) -> Option<reqwest::Client> {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<(Connection, reqwest::Client)>> {
-    CLIENTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::lock(&CLIENTS)
 }
 
 fn build(c: &Connection) -> Result<reqwest::Client, Error> {

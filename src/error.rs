@@ -9,31 +9,11 @@ use crate::command::CommandError;
 /// passed through to the caller unchanged.
 pub type ExternalError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The JavaScript constructor an [`Error`] is built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Error,
-    TypeError,
-}
-
-/// What is wrong with an argument or option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArgProblem {
-    /// `ERR_INVALID_ARG_TYPE`
-    Type,
-    /// `ERR_OUT_OF_RANGE`
-    Range,
-    /// `ERR_INVALID_ARG_VALUE`
-    Value,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{message}")]
-    InvalidArgument {
-        problem: ArgProblem,
-        message: String,
-    },
+    /// An option that JavaScript cannot check (a header, a PEM certificate): `ERR_INVALID_ARG_VALUE`.
+    #[error("{0}")]
+    InvalidArgument(String),
 
     #[error("Invalid URL '{input}': {reason}")]
     InvalidUrl { input: String, reason: String },
@@ -124,11 +104,7 @@ impl Error {
     /// The `code` property of the JavaScript error.
     pub fn code(&self) -> &str {
         match self {
-            Error::InvalidArgument { problem, .. } => match problem {
-                ArgProblem::Type => "ERR_INVALID_ARG_TYPE",
-                ArgProblem::Range => "ERR_OUT_OF_RANGE",
-                ArgProblem::Value => "ERR_INVALID_ARG_VALUE",
-            },
+            Error::InvalidArgument(_) => "ERR_INVALID_ARG_VALUE",
             Error::InvalidUrl { .. } => "ERR_INVALID_URL",
             Error::UnsupportedScheme { .. } => "ERR_INVALID_URL_SCHEME",
             Error::HttpStatus { .. } | Error::Network { .. } => "ERR_JOB_SPEC_FETCH",
@@ -149,10 +125,10 @@ impl Error {
 
     /// The JavaScript class: bad arguments and options are `TypeError`s, as the TypeScript
     /// runtime's callers expect.
-    pub fn class(&self) -> ErrorClass {
+    pub fn class(&self) -> &'static str {
         match self {
-            Error::InvalidArgument { .. } | Error::InvalidUrl { .. } => ErrorClass::TypeError,
-            _ => ErrorClass::Error,
+            Error::InvalidArgument(_) | Error::InvalidUrl { .. } => "TypeError",
+            _ => "Error",
         }
     }
 
@@ -161,13 +137,6 @@ impl Error {
         match self {
             Error::Aborted => Some("AbortError"),
             _ => None,
-        }
-    }
-
-    pub fn invalid_arg(problem: ArgProblem, message: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            problem,
-            message: message.into(),
         }
     }
 

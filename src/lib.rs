@@ -18,3 +18,10 @@ pub mod runtime;
 pub mod source;
 
 pub mod binding;
+
+/// A mutex's guard, poisoned or not: no lock here guards a value a panic could leave half-made.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -30,6 +30,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::lock;
+
 /// The variable that marks the commands of this process.
 pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 
@@ -63,10 +65,6 @@ struct Watcher {
 type Slot = Mutex<Option<Watcher>>;
 
 static WATCHER: Slot = Mutex::new(None);
-
-fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Option<Watcher>> {
-    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// This process's token: its pid and start time, unique on this machine.
 fn token() -> &'static str {

@@ -31,9 +31,7 @@ impl Runs {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, CancellationToken>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.0)
     }
 }
 

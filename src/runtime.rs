@@ -1,8 +1,7 @@
 //! `run()`: load → validate → assets → find chunk → execute, in the order the TypeScript
 //! runtime reports its errors.
 
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -241,28 +240,27 @@ where
     .map_err(|e| Error::Internal(format!("the asset download task failed: {e}")))?
 }
 
-/// A run's whole environment: `inherited` when given (a worker thread's own copy), else this
+/// A run's whole environment: `inherited` (`KEY=value\0` pairs) when given, else this
 /// process's, with `overlays` laid over it (`None` removes a variable). Call it on the
 /// JavaScript thread only: Node writes the process's environment from that thread, so reading
 /// it there cannot race with a write, while reading it from another thread can, and crashes.
 pub fn environment<'a>(
-    inherited: Option<HashMap<String, String>>,
+    inherited: Option<&str>,
     overlays: impl Iterator<Item = (&'a String, &'a Option<String>)>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env: HashMap<OsString, OsString> = match inherited {
-        Some(given) => given
-            .into_iter()
+    let mut env: Vec<(OsString, OsString)> = match inherited {
+        Some(pairs) => pairs
+            .split('\0')
+            .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
         None => std::env::vars_os().collect(),
     };
     for (key, value) in overlays {
-        match value {
-            Some(value) => env.insert(key.into(), value.into()),
-            None => env.remove(OsStr::new(key)),
-        };
+        env.retain(|(k, _)| k != key.as_str());
+        env.extend(value.as_ref().map(|v| (key.into(), v.into())));
     }
-    env.into_iter().collect()
+    env
 }
 
 const LOADING: u8 = 0;
@@ -424,18 +422,16 @@ mod tests {
 
     #[test]
     fn the_environment_is_the_inherited_one_with_the_overlays() {
-        let inherited = HashMap::from([
-            ("A".to_owned(), "1".to_owned()),
-            ("B".to_owned(), "2".to_owned()),
-        ]);
+        let inherited = "A=1\0B=2\0=C\0D==x\0";
+        use std::collections::HashMap;
         let defaults = HashMap::from([
             ("B".to_owned(), None),
             ("C".to_owned(), Some("3".to_owned())),
         ]);
         let run = HashMap::from([("C".to_owned(), Some("4".to_owned()))]);
-        let mut env = environment(Some(inherited), defaults.iter().chain(run.iter()));
-        env.sort();
-        assert_eq!(env, [("A".into(), "1".into()), ("C".into(), "4".into())]);
+        let env = environment(Some(inherited), defaults.iter().chain(run.iter()));
+        let expected = [("A", "1"), ("", "C"), ("D", "=x"), ("C", "4")];
+        assert_eq!(env, expected.map(|(k, v)| (k.into(), v.into())));
     }
 
     /// Counts its downloads; the first `fail` of them fail.

@@ -8,6 +8,7 @@ use reqwest::Url;
 
 use crate::error::Error;
 use crate::fetch::{FetchConfig, HttpFetcher};
+use crate::lock;
 
 /// A parsed `jobPath`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,12 +121,12 @@ impl Loader {
     }
 
     fn take_spare(&self) -> Vec<u8> {
-        std::mem::take(&mut *SPARE.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&SPARE))
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {
         buffer.clear();
-        let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = lock(&SPARE);
         if buffer.capacity() > spare.capacity() {
             *spare = buffer;
         }
@@ -217,7 +218,7 @@ static DIRS: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
 const MAX_DIRS: usize = 1024;
 
 fn known_dir(path: &Path) -> Option<bool> {
-    let dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let dirs = lock(&DIRS);
     let dir = path.parent()?;
     dirs.iter()
         .find(|(known, _)| known == dir)
@@ -256,7 +257,7 @@ fn learn_local_dir(path: &Path) {
                 raw == ZFS_SUPER_MAGIC
             }
     });
-    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut dirs = lock(&DIRS);
     if !dirs.iter().any(|(known, _)| known == dir) {
         if dirs.len() >= MAX_DIRS {
             dirs.clear();

@@ -5,7 +5,7 @@ use napi::bindgen_prelude::*;
 use napi::{Env, JsValue};
 
 use super::bridge::FromJs;
-use crate::error::{Error, ErrorClass};
+use crate::error::Error;
 
 /// The `napi::Error` that rejects (or throws) with the right JavaScript object.
 pub fn to_napi(env: &Env, err: Error) -> napi::Error {
@@ -22,11 +22,7 @@ pub fn to_napi(env: &Env, err: Error) -> napi::Error {
 }
 
 fn build<'env>(env: &'env Env, err: &Error) -> Result<Object<'env>> {
-    let class = match err.class() {
-        ErrorClass::Error => "Error",
-        ErrorClass::TypeError => "TypeError",
-    };
-    let ctor: Function<String, Unknown> = env.get_global()?.get_named_property(class)?;
+    let ctor: Function<String, Unknown> = env.get_global()?.get_named_property(err.class())?;
     let mut obj: Object = ctor.new_instance(err.to_string())?.coerce_to_object()?;
     obj.set_named_property("code", err.code())?;
     if let Some(name) = err.name() {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::fetch::FetchConfig;
 use crate::job::Target;
+use crate::lock;
 use crate::process::{millis, Controls, Outcome, Signal};
 use crate::runs::Runs;
 use crate::runtime::{self, AssetStore, RunExtras, Runtime};
@@ -56,7 +57,7 @@ impl WorkerRuntime {
         let fetch = fetch_config(config.fetch).map_err(fail)?;
         let defaults = Controls::default().overlay(
             config.timeout,
-            signal(config.kill_signal),
+            config.kill_signal.map(Signal),
             config.kill_grace_period,
             config.max_buffer,
         );
@@ -135,13 +136,13 @@ impl WorkerRuntime {
         let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
         let mut controls = self.defaults.clone().overlay(
             options.timeout,
-            signal(options.kill_signal),
+            options.kill_signal.map(Signal),
             options.kill_grace_period,
             options.max_buffer,
         );
         // Taken now, on the JavaScript thread (see `runtime::environment`).
         controls.env = Some(runtime::environment(
-            options.inherited_env,
+            options.inherited_env.as_deref(),
             self.env_defaults.iter().chain(options.env.iter().flatten()),
         ));
         let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
@@ -172,10 +173,7 @@ impl WorkerRuntime {
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
-            Ok(match source {
-                Ok(source) => inner.run(source, target, controls, extras).await,
-                Err(e) => Err(e),
-            })
+            Ok(async { inner.run(source?, target, controls, extras).await }.await)
         };
         env.spawn_future_with_callback(work, |env, outcome| match outcome {
             Ok(outcome) => Ok(WorkerResult::from(outcome)),
@@ -209,22 +207,8 @@ fn env_runs(env: &Env) -> Result<Arc<Runs>> {
     Ok(runs)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn current_dir() -> std::result::Result<std::path::PathBuf, Error> {
     std::env::current_dir().map_err(|e| Error::io(&e, "uv_cwd", "."))
-}
-
-/// `killSignal` as given: a name (checked by the JavaScript entry) or a number.
-fn signal(given: Option<Either<String, i32>>) -> Option<Signal> {
-    given.map(|signal| match signal {
-        Either::A(name) => Signal::from_name(&name).unwrap_or(Signal::TERM),
-        Either::B(number) => Signal(number),
-    })
 }
 
 fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfig, Error> {
@@ -248,22 +232,18 @@ fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfi
     // `as` saturates: Infinity is no limit.
     fetch.max_spec_bytes = o.max_spec_bytes.map_or(fetch.max_spec_bytes, |b| b as u64);
     for (name, value) in o.headers.unwrap_or_default() {
-        fetch
-            .add_header(&name, &value)
-            .map_err(|why| invalid(format!("The property 'config.fetch.headers.{name}' {why}")))?;
+        fetch.add_header(&name, &value).map_err(|why| {
+            Error::InvalidArgument(format!("The property 'config.fetch.headers.{name}' {why}"))
+        })?;
     }
     for (i, pem) in o.ca_certificates.unwrap_or_default().iter().enumerate() {
         fetch.add_ca_pem(pem).map_err(|why| {
-            invalid(format!(
+            Error::InvalidArgument(format!(
                 "The property 'config.fetch.caCertificates[{i}]' is not a PEM certificate: {why}"
             ))
         })?;
     }
     Ok(fetch)
-}
-
-fn invalid(message: String) -> Error {
-    Error::invalid_arg(crate::error::ArgProblem::Value, message)
 }
 
 impl From<Outcome> for WorkerResult {

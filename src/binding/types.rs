@@ -35,10 +35,8 @@ pub struct WorkerRuntimeConfig {
     /// Default `RunOptions.timeout`.
     pub timeout: Option<f64>,
     /// Default `RunOptions.killSignal`.
-    #[napi(
-        ts_type = "'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number"
-    )]
-    pub kill_signal: Option<Either<String, i32>>,
+    #[napi(ts_type = "NodeJS.Signals | number")]
+    pub kill_signal: Option<i32>,
     /// Default `RunOptions.killGracePeriod`.
     pub kill_grace_period: Option<f64>,
     /// Default `RunOptions.maxBuffer`.
@@ -78,11 +76,10 @@ pub struct RunOptions<'a> {
     /// SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
     /// 0 (the default) means no timeout.
     pub timeout: Option<f64>,
-    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a number.
-    #[napi(
-        ts_type = "'SIGABRT' | 'SIGALRM' | 'SIGBUS' | 'SIGCHLD' | 'SIGCONT' | 'SIGFPE' | 'SIGHUP' | 'SIGILL' | 'SIGINT' | 'SIGIO' | 'SIGKILL' | 'SIGPIPE' | 'SIGPROF' | 'SIGPWR' | 'SIGQUIT' | 'SIGSEGV' | 'SIGSTKFLT' | 'SIGSTOP' | 'SIGSYS' | 'SIGTERM' | 'SIGTRAP' | 'SIGTSTP' | 'SIGTTIN' | 'SIGTTOU' | 'SIGURG' | 'SIGUSR1' | 'SIGUSR2' | 'SIGVTALRM' | 'SIGWINCH' | 'SIGXCPU' | 'SIGXFSZ' | number"
-    )]
-    pub kill_signal: Option<Either<String, i32>>,
+    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a
+    /// number. (The JavaScript entry hands it over as a number.)
+    #[napi(ts_type = "NodeJS.Signals | number")]
+    pub kill_signal: Option<i32>,
     /// Milliseconds between `killSignal` and SIGKILL. Default 5000.
     pub kill_grace_period: Option<f64>,
     /// Bytes of stdout and of stderr to keep (the most recent ones). Default 16 MiB. The
@@ -91,10 +88,9 @@ pub struct RunOptions<'a> {
     /// Variables laid over the inherited environment. `null` removes an inherited variable.
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
     pub env: Option<HashMap<String, Option<String>>>,
-    /// Set by the JavaScript entry when `process.env` is not the process's own environment (a
-    /// worker thread's copy, or an object put in its place): the environment to inherit.
+    /// Set by the JavaScript entry: `process.env` when `run` was called, as `KEY=value\0` pairs.
     #[napi(skip_typescript)]
-    pub inherited_env: Option<HashMap<String, String>>,
+    pub inherited_env: Option<String>,
     /// Aborting it kills the run's process group (or stops the spec fetch or storage call in
     /// progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
     /// signal's reason). Read by the JavaScript entry, which cancels the run through `runId`.

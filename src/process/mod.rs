@@ -48,13 +48,6 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The read end of one of the child's output pipes.
 type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-/// Why a command did not start: the program itself, or (rarely) its output pipes.
-enum SpawnError {
-    Start(std::io::Error),
-    #[cfg_attr(any(not(unix), feature = "portable-process"), allow(dead_code))]
-    Pipes(std::io::Error),
-}
-
 /// At most this many bytes of output wait for an output callback per run; past it the pipes
 /// are not read until the callbacks catch up (the command then blocks on its writes).
 pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
@@ -229,13 +222,10 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         command.env(name, token);
     }
     let started = Instant::now();
-    let (mut child, stdout, stderr) = sys::Child::spawn(command).map_err(|e| match e {
-        SpawnError::Start(e) => Error::spawn(&e, cmd.program),
-        // Spawned, but its pipes could not be set up (the child is already killed again).
-        SpawnError::Pipes(e) => {
-            Error::Internal(format!("cannot read the output of {}: {e}", cmd.program))
-        }
-    })?;
+    // A failure to set up its pipes (the child is then killed again) is worded as Node words
+    // every failure to start a process: `spawn <program> EMFILE`.
+    let (mut child, stdout, stderr) =
+        sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
     let mut out = Capture::new(stdout, controls.max_buffer, Stream::Stdout);
     let mut err = Capture::new(stderr, controls.max_buffer, Stream::Stderr);
 

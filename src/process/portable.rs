@@ -5,7 +5,7 @@
 
 use std::io;
 
-use super::{ExitStatus, Pipe, Signal, SpawnError, Usage};
+use super::{ExitStatus, Pipe, Signal, Usage};
 
 pub struct Child {
     child: tokio::process::Child,
@@ -15,10 +15,10 @@ pub struct Child {
 impl Child {
     pub fn spawn(
         command: std::process::Command,
-    ) -> Result<(Child, Option<Pipe>, Option<Pipe>), SpawnError> {
+    ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
-        let mut child = command.spawn().map_err(SpawnError::Start)?;
+        let mut child = command.spawn()?;
         let stdout = child.stdout.take().map(|p| Box::new(p) as Pipe);
         let stderr = child.stderr.take().map(|p| Box::new(p) as Pipe);
         Ok((

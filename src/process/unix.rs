@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
-use super::{ExitStatus, Pipe, Signal, SpawnError, Usage};
+use super::{ExitStatus, Pipe, Signal, Usage};
 
 /// A running command and its process group (the group id is the leader's pid).
 pub struct Child {
@@ -22,9 +22,9 @@ impl Child {
     /// Spawn `command` as the leader of a new process group.
     pub fn spawn(
         mut command: std::process::Command,
-    ) -> Result<(Child, Option<Pipe>, Option<Pipe>), SpawnError> {
+    ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut spawned = command.spawn().map_err(SpawnError::Start)?;
+        let mut spawned = command.spawn()?;
         let pid = spawned.id() as i32;
         let child = Child {
             pid,
@@ -39,8 +39,8 @@ impl Child {
                 None => Ok(None),
             }
         };
-        let stdout = pipe(spawned.stdout.take().map(Into::into)).map_err(SpawnError::Pipes)?;
-        let stderr = pipe(spawned.stderr.take().map(Into::into)).map_err(SpawnError::Pipes)?;
+        let stdout = pipe(spawned.stdout.take().map(Into::into))?;
+        let stderr = pipe(spawned.stderr.take().map(Into::into))?;
         Ok((child, stdout, stderr))
     }
 
