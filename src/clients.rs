@@ -38,33 +38,27 @@ static CLIENTS: LazyLock<Mutex<Vec<(Connection, reqwest::Client)>>> = LazyLock::
 /// The client for `connection`, built on the blocking pool the first time (loading the
 /// system's roots takes milliseconds), shared after that.
 pub async fn client(connection: &Connection) -> Result<reqwest::Client, Error> {
-    if let Some(client) = cached(connection) {
+    let find = |clients: &[(Connection, reqwest::Client)]| {
+        let found = clients.iter().find(|(c, _)| c == connection);
+        found.map(|(_, client)| client.clone())
+    };
+    if let Some(client) = find(&crate::lock(&CLIENTS)) {
         return Ok(client);
     }
     let settings = connection.clone();
     let built = tokio::task::spawn_blocking(move || build(&settings))
         .await
         .map_err(|e| Error::Internal(format!("building the HTTP client failed: {e}")))??;
-    let mut clients = lock();
-    if let Some((_, client)) = clients.iter().find(|(c, _)| c == connection) {
-        return Ok(client.clone());
+    let mut clients = crate::lock(&CLIENTS);
+    // Another run may have built one meanwhile: one client per setting.
+    if let Some(client) = find(&clients) {
+        return Ok(client);
     }
     if clients.len() >= MAX_CLIENTS {
         clients.remove(0);
     }
     clients.push((connection.clone(), built.clone()));
     Ok(built)
-}
-
-fn cached(connection: &Connection) -> Option<reqwest::Client> {
-    lock()
-        .iter()
-        .find(|(c, _)| c == connection)
-        .map(|(_, client)| client.clone())
-}
-
-fn lock() -> std::sync::MutexGuard<'static, Vec<(Connection, reqwest::Client)>> {
-    crate::lock(&CLIENTS)
 }
 
 fn build(c: &Connection) -> Result<reqwest::Client, Error> {
@@ -165,13 +159,25 @@ mod tests {
         };
         client(&a).await.unwrap();
         client(&a.clone()).await.unwrap();
-        assert_eq!(lock().iter().filter(|(c, _)| *c == a).count(), 1);
+        assert_eq!(
+            crate::lock(&CLIENTS)
+                .iter()
+                .filter(|(c, _)| *c == a)
+                .count(),
+            1
+        );
         let b = Connection {
             headers: vec![("x-test".into(), "other".into())],
             ..Connection::default()
         };
         client(&b).await.unwrap();
-        assert_eq!(lock().iter().filter(|(c, _)| *c == a || *c == b).count(), 2);
+        assert_eq!(
+            crate::lock(&CLIENTS)
+                .iter()
+                .filter(|(c, _)| *c == a || *c == b)
+                .count(),
+            2
+        );
     }
 
     #[test]

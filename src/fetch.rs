@@ -107,31 +107,7 @@ impl Failure {
     }
 }
 
-pub struct HttpFetcher {
-    /// Taken from the shared clients on first use: a runtime that only ever reads files never
-    /// asks for one.
-    client: tokio::sync::OnceCell<reqwest::Client>,
-    config: FetchConfig,
-}
-
-impl HttpFetcher {
-    pub fn new(config: FetchConfig) -> Self {
-        HttpFetcher {
-            client: tokio::sync::OnceCell::new(),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &FetchConfig {
-        &self.config
-    }
-
-    async fn client(&self) -> Result<&reqwest::Client, Error> {
-        self.client
-            .get_or_try_init(|| clients::client(&self.config.connection))
-            .await
-    }
-
+impl FetchConfig {
     /// GET `url`, retrying transient failures. The final error says how many attempts were
     /// made and what each failed with.
     /// The body is read into `buffer` (emptied first), so a caller can reuse one.
@@ -144,15 +120,15 @@ impl HttpFetcher {
                 Err(failure) => failure,
             };
             history.push(failure.summary());
-            if !failure.retryable() || attempt >= self.config.retries {
+            if !failure.retryable() || attempt >= self.retries {
                 return Err(final_error(failure, url, &history));
             }
             let wait = match &failure {
                 Failure::Status {
                     retry_after: Some(after),
                     ..
-                } => (*after).min(self.config.retry_max),
-                _ => full_jitter(self.config.retry_base, self.config.retry_max, attempt),
+                } => (*after).min(self.retry_max),
+                _ => full_jitter(self.retry_base, self.retry_max, attempt),
             };
             tokio::time::sleep(wait).await;
             attempt += 1;
@@ -160,9 +136,13 @@ impl HttpFetcher {
     }
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>) -> Result<(), Failure> {
-        let client = self.client().await.map_err(Failure::Final)?;
+        // The shared client of these settings (built on first use: a runtime that only reads
+        // files never needs one).
+        let client = clients::client(&self.connection)
+            .await
+            .map_err(Failure::Final)?;
         body.clear();
-        within(self.config.timeout, self.request(client, url, body))
+        within(self.timeout, self.request(&client, url, body))
             .await
             .unwrap_or_else(|limit| {
                 Err(Failure::Network {
@@ -203,7 +183,7 @@ impl HttpFetcher {
                 retry_after,
             });
         }
-        let limit = self.config.max_spec_bytes;
+        let limit = self.max_spec_bytes;
         let too_large = || {
             Failure::Final(Error::TooLarge {
                 source_name: url.to_string(),
@@ -214,7 +194,7 @@ impl HttpFetcher {
             return Err(too_large());
         }
         body.reserve(response.content_length().unwrap_or(0).min(limit) as usize);
-        let idle = self.config.idle_timeout;
+        let idle = self.idle_timeout;
         loop {
             let piece = match within(idle, response.chunk()).await {
                 Ok(piece) => piece.map_err(network_failure)?,

@@ -15,7 +15,7 @@ use crate::error::{Error, ExternalError};
 use crate::fetch::FetchConfig;
 use crate::job::{self, Target};
 use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
-use crate::source::{JobSource, Loader};
+use crate::source::{self, JobSource};
 
 /// Downloads a job's asset bundle into the workspace (the user's `ArtifactStorage`).
 pub trait AssetStore: Send + Sync {
@@ -32,7 +32,7 @@ pub struct Runtime {
     workspace: PathBuf,
     /// Each job works in a directory of its own under `workspace`, its assets fetched once.
     per_job: bool,
-    loader: Loader,
+    fetch: FetchConfig,
 }
 
 /// What a run needs beyond its controls.
@@ -48,7 +48,7 @@ impl Runtime {
         Runtime {
             workspace,
             per_job,
-            loader: Loader::new(fetch),
+            fetch,
         }
     }
 
@@ -73,10 +73,10 @@ impl Runtime {
         let deadline = controls.timeout.map(|t| Instant::now() + t);
         let stage = AtomicU8::new(LOADING);
         let prepare = async {
-            let plan = self
-                .loader
-                .load(&source, move |bytes, name| job::plan(bytes, name, target))
-                .await?;
+            let plan = source::load(&self.fetch, &source, move |bytes, name| {
+                job::plan(bytes, name, target)
+            })
+            .await?;
             let cwd = match self.per_job {
                 true => self.workspace.join(job_dir_name(plan.job_id.as_ref())?),
                 false => self.workspace.clone(),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use reqwest::Url;
 
 use crate::error::Error;
-use crate::fetch::{FetchConfig, HttpFetcher};
+use crate::fetch::FetchConfig;
 use crate::lock;
 
 /// A parsed `jobPath`.
@@ -103,111 +103,85 @@ fn url_scheme(input: &str) -> Option<&str> {
 /// worker itself (well under a millisecond); larger ones go to the blocking pool.
 const INLINE_BYTES: u64 = 256 * 1024;
 
-/// Loads spec bytes from a [`JobSource`].
-pub struct Loader {
-    http: HttpFetcher,
-}
-
 /// The buffer the last large spec was read into, kept for the next one, whichever runtime
 /// reads it: allocating (and faulting in) tens of megabytes afresh for every run costs as
 /// much as parsing them, and consumers create a runtime per request.
 static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
-impl Loader {
-    pub fn new(config: FetchConfig) -> Self {
-        Loader {
-            http: HttpFetcher::new(config),
-        }
-    }
+fn take_spare() -> Vec<u8> {
+    std::mem::take(&mut *lock(&SPARE))
+}
 
-    fn take_spare(&self) -> Vec<u8> {
-        std::mem::take(&mut *lock(&SPARE))
+fn give_back(mut buffer: Vec<u8>) {
+    buffer.clear();
+    let mut spare = lock(&SPARE);
+    if buffer.capacity() > spare.capacity() {
+        *spare = buffer;
     }
+}
 
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
-        let mut spare = lock(&SPARE);
-        if buffer.capacity() > spare.capacity() {
-            *spare = buffer;
-        }
-    }
-
-    /// Load the spec at `source` and hand its bytes to `parse`. A small fetched spec is parsed
-    /// right here, which costs less than a hop to another thread. A file is opened, read and
-    /// parsed in one blocking task (anything a file system may block on, a slow NFS mount
-    /// say, stays off the async workers); a FIFO is read asynchronously, so that waiting for
-    /// its writer holds no thread and an abort or a timeout ends it at once.
-    pub async fn load<T: Send + 'static>(
-        &self,
-        source: &JobSource,
-        parse: impl FnOnce(&[u8], &str) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let name = source.name();
-        match source {
-            JobSource::Http(url) => {
-                let bytes = self.http.fetch(url, self.take_spare()).await?;
-                if bytes.len() as u64 <= INLINE_BYTES {
-                    let result = parse(&bytes, &name);
-                    self.give_back(bytes);
-                    return result;
-                }
-                self.off_thread(bytes, move |bytes| parse(bytes, &name))
-                    .await
+/// Load the spec at `source` and hand its bytes to `parse`. A small fetched spec is parsed
+/// right here, which costs less than a hop to another thread. A file is opened, read and
+/// parsed in one blocking task (anything a file system may block on, a slow NFS mount
+/// say, stays off the async workers); a FIFO is read asynchronously, so that waiting for
+/// its writer holds no thread and an abort or a timeout ends it at once.
+pub async fn load<T: Send + 'static>(
+    fetch: &FetchConfig,
+    source: &JobSource,
+    parse: impl FnOnce(&[u8], &str) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let name = source.name();
+    match source {
+        JobSource::Http(url) => {
+            let bytes = fetch.fetch(url, take_spare()).await?;
+            if bytes.len() as u64 <= INLINE_BYTES {
+                let result = parse(&bytes, &name);
+                give_back(bytes);
+                return result;
             }
-            JobSource::File { path, shown } => {
-                let limit = self.http.config().max_spec_bytes;
-                // A local file system answers at once: a small spec costs less read right here
-                // than a hop to the blocking pool and back.
-                if local_dir(path) {
-                    match open_local(path) {
-                        Local::Small(file, len) => {
-                            let bytes = read_to_end(file, len, shown, limit, Vec::new())?;
-                            return parse(&bytes, &name);
-                        }
-                        // Read through this very descriptor: closing it could fail a writer
-                        // that has just connected.
-                        Local::Fifo(pipe) => {
-                            return parse(&read_fifo(pipe, shown, limit).await?, &name)
-                        }
-                        Local::Other => {}
-                    }
+            off_thread(bytes, move |bytes| parse(bytes, &name)).await
+        }
+        JobSource::File { path, shown } => {
+            let limit = fetch.max_spec_bytes;
+            // A local file system answers at once: a small spec costs less read right here
+            // than a hop to the blocking pool and back.
+            if let Some((file, len)) = local_dir(path).then(|| open_small(path)).flatten() {
+                let bytes = read_to_end(file, len, shown, limit, Vec::new())?;
+                return parse(&bytes, &name);
+            }
+            let (file_path, file_shown) = (path.clone(), shown.clone());
+            let loaded = off_thread(take_spare(), move |buffer| {
+                learn_local_dir(&file_path);
+                if is_fifo(&file_path) {
+                    return Ok(Err(parse));
                 }
-                let (file_path, file_shown) = (path.clone(), shown.clone());
-                let loaded = self
-                    .off_thread(self.take_spare(), move |buffer| {
-                        learn_local_dir(&file_path);
-                        if is_fifo(&file_path) {
-                            return Ok(Err(parse));
-                        }
-                        let (file, len) = open_file(&file_path, &file_shown, limit)?;
-                        let taken = std::mem::take(buffer);
-                        *buffer = read_to_end(file, len, &file_shown, limit, taken)?;
-                        Ok(Ok(parse(buffer, &name)))
-                    })
-                    .await?;
-                match loaded {
-                    Ok(parsed) => parsed,
-                    Err(parse) => {
-                        let pipe = open_fifo(path).map_err(|e| Error::io(&e, "open", shown))?;
-                        parse(&read_fifo(pipe, shown, limit).await?, &source.name())
-                    }
+                let (file, len) = open_file(&file_path, &file_shown, limit)?;
+                let taken = std::mem::take(buffer);
+                *buffer = read_to_end(file, len, &file_shown, limit, taken)?;
+                Ok(Ok(parse(buffer, &name)))
+            })
+            .await?;
+            match loaded {
+                Ok(parsed) => parsed,
+                Err(parse) => {
+                    let pipe = open_fifo(path).map_err(|e| Error::io(&e, "open", shown))?;
+                    parse(&read_fifo(pipe, shown, limit).await?, &source.name())
                 }
             }
         }
     }
+}
 
-    /// Run `work` on the blocking pool with `buffer`, then keep the buffer for next time.
-    async fn off_thread<T: Send + 'static>(
-        &self,
-        mut buffer: Vec<u8>,
-        work: impl FnOnce(&mut Vec<u8>) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let (result, buffer) = tokio::task::spawn_blocking(move || (work(&mut buffer), buffer))
-            .await
-            .map_err(|e| Error::Internal(format!("spec loading task failed: {e}")))?;
-        self.give_back(buffer);
-        result
-    }
+/// Run `work` on the blocking pool with `buffer`, then keep the buffer for next time.
+async fn off_thread<T: Send + 'static>(
+    mut buffer: Vec<u8>,
+    work: impl FnOnce(&mut Vec<u8>) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (result, buffer) = tokio::task::spawn_blocking(move || (work(&mut buffer), buffer))
+        .await
+        .map_err(|e| Error::Internal(format!("spec loading task failed: {e}")))?;
+    give_back(buffer);
+    result
 }
 
 /// Directories whose file system is known: local ones (their files are read right on the async
@@ -269,44 +243,34 @@ fn learn_local_dir(path: &Path) {
 #[cfg(not(target_os = "linux"))]
 fn learn_local_dir(_: &Path) {}
 
-/// What a path in a local directory turned out to be, opened without following a final
-/// symlink (it may point anywhere) and without blocking (a FIFO may be there).
-enum Local {
-    /// A regular file small enough to read here.
-    Small(std::fs::File, u64),
-    Fifo(Pipe),
-    /// Anything else, which the blocking pool reads (or reports) the careful way.
-    Other,
+/// A regular file small enough to read right here, opened without following a final symlink
+/// (it may point anywhere); `None` for anything else, which the blocking pool reads (or
+/// reports) the careful way. The type is looked at before opening: opening a FIFO would let a
+/// writer waiting for a reader go ahead.
+#[cfg(unix)]
+fn open_small(path: &Path) -> Option<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > INLINE_BYTES {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    Some((file, meta.len()))
+}
+
+#[cfg(not(unix))]
+fn open_small(_: &Path) -> Option<(std::fs::File, u64)> {
+    None
 }
 
 #[cfg(unix)]
 type Pipe = tokio::net::unix::pipe::Receiver;
 #[cfg(not(unix))]
 type Pipe = ();
-
-#[cfg(unix)]
-fn open_local(path: &Path) -> Local {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path);
-    let Some((file, meta)) = opened.ok().and_then(|f| f.metadata().ok().map(|m| (f, m))) else {
-        return Local::Other;
-    };
-    if meta.is_file() && meta.len() <= INLINE_BYTES {
-        Local::Small(file, meta.len())
-    } else if meta.file_type().is_fifo() {
-        Pipe::from_file(file).map_or(Local::Other, Local::Fifo)
-    } else {
-        Local::Other
-    }
-}
-
-#[cfg(not(unix))]
-fn open_local(_: &Path) -> Local {
-    Local::Other
-}
 
 #[cfg(unix)]
 fn open_fifo(path: &Path) -> std::io::Result<Pipe> {

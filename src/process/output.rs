@@ -95,9 +95,10 @@ impl Queued {
     }
 }
 
-/// Decodes a byte stream piece by piece without ever splitting a character: an incomplete
-/// sequence at the end of one piece waits for the next. Invalid bytes become U+FFFD exactly as
-/// `String::from_utf8_lossy` would replace them in the whole stream.
+/// Decodes a byte stream piece by piece without ever splitting a character: bytes at the end
+/// of a piece that may begin a character wait for the next piece. Invalid bytes become U+FFFD
+/// exactly as `String::from_utf8_lossy` would replace them in the whole stream, since a piece
+/// is only ever cut right after a whole character or an invalid byte.
 #[derive(Debug, Default)]
 pub struct Utf8Stream {
     pending: Vec<u8>,
@@ -105,49 +106,37 @@ pub struct Utf8Stream {
 
 impl Utf8Stream {
     pub fn decode(&mut self, bytes: &[u8]) -> String {
-        let joined;
-        let mut input: &[u8] = if self.pending.is_empty() {
-            bytes
-        } else {
-            self.pending.extend_from_slice(bytes);
-            joined = std::mem::take(&mut self.pending);
-            &joined
-        };
-        let mut out = String::with_capacity(input.len());
-        loop {
-            match std::str::from_utf8(input) {
-                Ok(valid) => {
-                    out.push_str(valid);
-                    break;
-                }
-                Err(e) => {
-                    let (valid, rest) = input.split_at(e.valid_up_to());
-                    out.push_str(std::str::from_utf8(valid).unwrap_or_default());
-                    match e.error_len() {
-                        None => {
-                            self.pending.extend_from_slice(rest);
-                            break;
-                        }
-                        Some(len) => {
-                            out.push('\u{FFFD}');
-                            input = &rest[len..];
-                        }
-                    }
-                }
-            }
-        }
+        self.pending.extend_from_slice(bytes);
+        let rest = self
+            .pending
+            .split_off(self.pending.len() - unfinished(&self.pending));
+        let out = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending = rest;
         out
     }
 
-    /// What is left at the end of the stream: a truncated character becomes U+FFFD.
+    /// What is left at the end of the stream (a truncated character becomes U+FFFD).
     pub fn finish(&mut self) -> String {
-        if self.pending.is_empty() {
-            String::new()
-        } else {
-            self.pending.clear();
-            "\u{FFFD}".to_owned()
+        String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
+    }
+}
+
+/// How many bytes at the end of `bytes` belong to a character that is not finished yet: a lead
+/// byte within the last three, followed by fewer continuation bytes than it announces.
+fn unfinished(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if byte & 0xC0 != 0x80 {
+            let length = match byte {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            return if length > back { back } else { 0 };
         }
     }
+    0
 }
 
 #[cfg(test)]
@@ -239,6 +228,28 @@ mod tests {
             }
             out.push_str(&dec.finish());
             assert_eq!(out, expected, "piece size {size}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_in_any_pieces_decode_as_the_whole(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(1usize..6, 1..16),
+        ) {
+            // Weighted toward the bytes of multi-byte characters.
+            let bytes: Vec<u8> = bytes.iter().map(|b| if b % 3 == 0 { 0x80 | (b & 0x3F) } else if b % 3 == 1 { 0xC0 | (b & 0x3F) } else { *b }).collect();
+            let mut dec = Utf8Stream::default();
+            let mut out = String::new();
+            let mut rest = &bytes[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() { break; }
+                let (piece, tail) = rest.split_at((*cut).min(rest.len()));
+                out.push_str(&dec.decode(piece));
+                rest = tail;
+            }
+            out.push_str(&dec.finish());
+            proptest::prop_assert_eq!(out, String::from_utf8_lossy(&bytes).into_owned());
         }
     }
 }
