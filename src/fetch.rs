@@ -69,45 +69,7 @@ impl FetchConfig {
         self.connection.ca_certificates.extend(certificates);
         Ok(())
     }
-}
 
-/// Why one attempt failed.
-#[derive(Debug)]
-enum Failure {
-    Status {
-        status: StatusCode,
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    Network {
-        cause: String,
-        retryable: bool,
-    },
-    /// Not worth another attempt, whatever it is (a spec over the size limit).
-    Final(Error),
-}
-
-impl Failure {
-    fn retryable(&self) -> bool {
-        match self {
-            Failure::Status { status, .. } => {
-                matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
-            }
-            Failure::Network { retryable, .. } => *retryable,
-            Failure::Final(_) => false,
-        }
-    }
-
-    fn summary(&self) -> String {
-        match self {
-            Failure::Status { status, .. } => format!("HTTP {}", status.as_u16()),
-            Failure::Network { cause, .. } => cause.clone(),
-            Failure::Final(e) => e.to_string(),
-        }
-    }
-}
-
-impl FetchConfig {
     /// GET `url`, retrying transient failures. The final error says how many attempts were
     /// made and what each failed with.
     /// The body is read into `buffer` (emptied first), so a caller can reuse one.
@@ -212,6 +174,42 @@ impl FetchConfig {
                 return Err(too_large());
             }
             body.extend_from_slice(&piece);
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+enum Failure {
+    Status {
+        status: StatusCode,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Network {
+        cause: String,
+        retryable: bool,
+    },
+    /// Not worth another attempt, whatever it is (a spec over the size limit).
+    Final(Error),
+}
+
+impl Failure {
+    fn retryable(&self) -> bool {
+        match self {
+            Failure::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            Failure::Network { retryable, .. } => *retryable,
+            Failure::Final(_) => false,
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            Failure::Status { status, .. } => format!("HTTP {}", status.as_u16()),
+            Failure::Network { cause, .. } => cause.clone(),
+            Failure::Final(e) => e.to_string(),
         }
     }
 }

@@ -58,7 +58,8 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
         Target::Chunk(id) => id as f64,
         Target::Merge => f64::NAN,
     };
-    let top = de::DeserializeSeed::deserialize(Top(wanted), &mut de)
+    let top = Seed(Top(wanted))
+        .deserialize(&mut de)
         .and_then(|top| de.end().map(|()| top))
         .map_err(|e| {
             let message = e.to_string();
@@ -255,6 +256,16 @@ impl<'de> Visitor<'de> for FieldVisitor {
     }
 }
 
+/// Deserializes any value with the visitor it holds, which says what it makes of each kind.
+struct Seed<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for Seed<V> {
+    type Value = V::Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self.0)
+    }
+}
+
 /// The visitors below take one kind of container; any scalar is "not that", `None`.
 macro_rules! scalars_are_none {
     () => {
@@ -292,13 +303,6 @@ struct TopFields<'de> {
 /// The whole document; `None` when its top level is not an object.
 struct Top(f64);
 
-impl<'de> DeserializeSeed<'de> for Top {
-    type Value = Option<TopFields<'de>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Top {
     type Value = Option<TopFields<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -315,7 +319,7 @@ impl<'de> Visitor<'de> for Top {
             match key {
                 Key::Id => top.id = Some(map.next_value()?),
                 Key::AssetsUrl => top.assets_url = Some(map.next_value()?),
-                Key::Chunks => top.chunks = map.next_value_seed(Chunks(self.0))?,
+                Key::Chunks => top.chunks = map.next_value_seed(Seed(Chunks(self.0)))?,
                 Key::MergeCommand => top.merge_command = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -343,13 +347,6 @@ struct ChunkFields<'de> {
     output_file: Option<&'de RawValue>,
 }
 
-impl<'de> DeserializeSeed<'de> for Chunks {
-    type Value = Option<Found<'de>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for Chunks {
     type Value = Option<Found<'de>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -357,7 +354,7 @@ impl<'de> Visitor<'de> for Chunks {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut index = 0;
-        while let Some(chunk) = seq.next_element_seed(Chunk(self.0))? {
+        while let Some(chunk) = seq.next_element_seed(Seed(Chunk(self.0)))? {
             if let Some(chunk) = chunk {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 return Ok(Some(Some((index, chunk))));
@@ -375,13 +372,6 @@ impl<'de> Visitor<'de> for Chunks {
 /// One element of `chunks`: its fields when it is an object whose `id` (its last `id`, as in
 /// JavaScript) is the wanted number, `None` for anything else.
 struct Chunk(f64);
-
-impl<'de> DeserializeSeed<'de> for Chunk {
-    type Value = Option<ChunkFields<'de>>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
 
 impl<'de> Visitor<'de> for Chunk {
     type Value = Option<ChunkFields<'de>>;

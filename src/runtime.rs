@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ impl Runtime {
         // The timeout covers the whole run: what is left of it when the command starts is
         // the command's.
         let deadline = controls.timeout.map(|t| Instant::now() + t);
-        let stage = AtomicU8::new(LOADING);
+        let downloading = AtomicBool::new(false);
         let prepare = async {
             let plan = source::load(&self.fetch, &source, move |bytes, name| {
                 job::plan(bytes, name, target)
@@ -86,7 +86,7 @@ impl Runtime {
                 let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&cwd)?;
                 workspace_ready = true;
-                stage.store(DOWNLOADING, Ordering::Relaxed);
+                downloading.store(true, Ordering::Relaxed);
                 let download =
                     || storage.download_asset_bundle(plan.job_id, url.clone(), cwd.clone());
                 match self.per_job {
@@ -112,7 +112,10 @@ impl Runtime {
             command = prepare => command?,
             _ = expired => return Err(Error::RunTimeout {
                 ms: controls.timeout.unwrap_or_default().as_millis(),
-                stage: STAGES[usize::from(stage.load(Ordering::Relaxed))],
+                stage: match downloading.load(Ordering::Relaxed) {
+                    true => "waiting for storage.downloadAssetBundle",
+                    false => "loading the job spec",
+                },
             }),
         };
         let controls = Controls {
@@ -262,14 +265,6 @@ pub fn environment<'a>(
     }
     env
 }
-
-const LOADING: u8 = 0;
-const DOWNLOADING: u8 = 1;
-/// What a run was doing when its timeout passed before its command started.
-const STAGES: [&str; 2] = [
-    "loading the job spec",
-    "waiting for storage.downloadAssetBundle",
-];
 
 /// Create the workspace (and its parents) when missing; refuse a path that is not a directory.
 fn ensure_workspace(dir: &Path) -> Result<(), Error> {
