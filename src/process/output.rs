@@ -106,13 +106,18 @@ pub struct Utf8Stream {
 
 impl Utf8Stream {
     pub fn decode(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let rest = self
-            .pending
-            .split_off(self.pending.len() - unfinished(&self.pending));
-        let out = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending = rest;
-        out
+        // Joined with what was held back only when something was: most pieces are not copied.
+        let joined;
+        let input = if self.pending.is_empty() {
+            bytes
+        } else {
+            self.pending.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.pending);
+            &joined
+        };
+        let (done, rest) = input.split_at(input.len() - unfinished(input));
+        self.pending.extend_from_slice(rest);
+        String::from_utf8_lossy(done).into_owned()
     }
 
     /// What is left at the end of the stream (a truncated character becomes U+FFFD).
