@@ -5,8 +5,6 @@
 //! Input that a shell would reject or silently mangle (an unterminated quote, a backslash at
 //! the very end, a NUL byte) is refused with the position of the problem.
 
-use std::fmt;
-
 /// A parsed command: the program to start and the arguments to pass it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
@@ -15,42 +13,22 @@ pub struct ParsedCommand {
 }
 
 /// Why a command string could not be split. Positions are 1-based character columns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
+    #[error("Command string cannot be empty")]
     Empty,
+    #[error(
+        "Unterminated {} quote ({quote}) opened at column {column}: close it with a matching {quote}",
+        if *quote == '"' { "double" } else { "single" }
+    )]
     UnterminatedQuote { quote: char, column: usize },
+    #[error("Trailing backslash at column {column}: a backslash must be followed by the character it escapes")]
     TrailingBackslash { column: usize },
+    #[error("NUL byte at column {column}: a program or argument cannot contain NUL")]
     NulByte { column: usize },
+    #[error("The program name is empty: the first word of the command must name a program")]
     EmptyProgram,
 }
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::Empty => f.write_str("Command string cannot be empty"),
-            CommandError::UnterminatedQuote { quote, column } => {
-                let kind = if *quote == '"' { "double" } else { "single" };
-                write!(
-                    f,
-                    "Unterminated {kind} quote ({quote}) opened at column {column}: close it with a matching {quote}"
-                )
-            }
-            CommandError::TrailingBackslash { column } => write!(
-                f,
-                "Trailing backslash at column {column}: a backslash must be followed by the character it escapes"
-            ),
-            CommandError::NulByte { column } => write!(
-                f,
-                "NUL byte at column {column}: a program or argument cannot contain NUL"
-            ),
-            CommandError::EmptyProgram => {
-                f.write_str("The program name is empty: the first word of the command must name a program")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CommandError {}
 
 /// Whitespace as JavaScript's `\s` sees it (Unicode White_Space plus the BOM), so a command
 /// splits the way it did in the TypeScript runtime.
