@@ -100,17 +100,11 @@ impl Runtime {
             }
             Ok::<_, Error>((command, cwd, plan.output_file))
         };
-        let expired = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         let (command, cwd, output_file) = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
-            _ = expired => return Err(Error::RunTimeout {
+            _ = process::until(deadline) => return Err(Error::RunTimeout {
                 ms: controls.timeout.unwrap_or_default().as_millis(),
                 stage: match downloading.load(Ordering::Relaxed) {
                     true => "waiting for storage.downloadAssetBundle",

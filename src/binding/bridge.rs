@@ -85,12 +85,8 @@ impl OutputSink for JsOutput {
         }
     }
 
-    fn is_ready(&self) -> bool {
-        self.queued.is_ready()
-    }
-
-    fn ready(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.queued.ready())
+    fn queued(&self) -> &Queued {
+        &self.queued
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {

@@ -7,6 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe::Receiver;
 
 use super::{ExitStatus, Pipe, Signal, Usage};
 
@@ -31,16 +32,9 @@ impl Child {
             exit: ExitWatch::new(pid),
             finished: false,
         };
-        let pipe = |fd: Option<OwnedFd>| -> io::Result<Option<Pipe>> {
-            match fd {
-                Some(fd) => Ok(Some(Box::new(
-                    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
-                ))),
-                None => Ok(None),
-            }
-        };
-        let stdout = pipe(spawned.stdout.take().map(Into::into))?;
-        let stderr = pipe(spawned.stderr.take().map(Into::into))?;
+        let pipe = |fd: OwnedFd| io::Result::Ok(Box::new(Receiver::from_owned_fd(fd)?) as Pipe);
+        let stdout = spawned.stdout.take().map(|p| pipe(p.into())).transpose()?;
+        let stderr = spawned.stderr.take().map(|p| pipe(p.into())).transpose()?;
         Ok((child, stdout, stderr))
     }
 
@@ -88,9 +82,7 @@ fn kill_group(pgid: i32, signal: Signal) {
     }
 }
 
-/// Becomes ready when a child has exited, without reaping it: while the exited leader is a
-/// zombie its pid, and so its process-group id, cannot be reused, which keeps every later
-/// group kill aimed at the right processes.
+/// Becomes ready when a child has exited, without reaping it (see `Child::finish` for why).
 enum ExitWatch {
     /// Linux 5.3+: a pidfd is readable once the process has exited.
     Pidfd(AsyncFd<OwnedFd>),
