@@ -152,6 +152,14 @@ impl Error {
         }
     }
 
+    /// A spec over the `maxSpecBytes` limit.
+    pub fn too_large(source_name: impl Into<String>, limit: u64) -> Self {
+        Error::TooLarge {
+            source_name: source_name.into(),
+            limit,
+        }
+    }
+
     /// A program that could not be started, worded as Node's `child_process` words it.
     pub fn spawn(err: &io::Error, program: &str) -> Self {
         let (code, errno) = errno_code(err);

@@ -146,12 +146,7 @@ impl FetchConfig {
             });
         }
         let limit = self.max_spec_bytes;
-        let too_large = || {
-            Failure::Final(Error::TooLarge {
-                source_name: url.to_string(),
-                limit,
-            })
-        };
+        let too_large = || Failure::Final(Error::too_large(url.as_str(), limit));
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(too_large());
         }
