@@ -26,13 +26,8 @@ impl JobSource {
     /// `process.chdir()` does not change which file a pending run reads.
     pub fn parse(input: &str, cwd: &Path) -> Result<Self, Error> {
         let Some(scheme) = url_scheme(input) else {
-            let path = Path::new(input);
             return Ok(JobSource::File {
-                path: if path.is_absolute() {
-                    path.to_owned()
-                } else {
-                    cwd.join(path)
-                },
+                path: cwd.join(input), // `input` itself when it is absolute
                 shown: input.to_owned(),
             });
         };
@@ -58,13 +53,13 @@ impl JobSource {
             }
             "file" => {
                 let url = Url::parse(input).map_err(|e| invalid(&e.to_string()))?;
-                match url.host_str() {
-                    None | Some("") | Some("localhost") => {}
-                    Some(host) => {
-                        return Err(invalid(&format!(
+                if let Some(host) = url
+                    .host_str()
+                    .filter(|&h| !h.is_empty() && h != "localhost")
+                {
+                    return Err(invalid(&format!(
                         "a file: URL must name a local path (file:///path), not the host '{host}'"
-                    )))
-                    }
+                    )));
                 }
                 let path = url
                     .to_file_path()
