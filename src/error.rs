@@ -134,10 +134,7 @@ impl Error {
 
     /// The `name` of the JavaScript error, where it differs from the class name.
     pub fn name(&self) -> Option<&'static str> {
-        match self {
-            Error::Aborted => Some("AbortError"),
-            _ => None,
-        }
+        matches!(self, Error::Aborted).then_some("AbortError")
     }
 
     /// A file-system error about `path`, from the failed `syscall`.
