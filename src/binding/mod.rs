@@ -145,13 +145,11 @@ impl WorkerRuntime {
             options.inherited_env.as_deref(),
             self.env_defaults.iter().chain(options.env.iter().flatten()),
         ));
-        let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
-            given.map(Arc::new).or_else(|| default.clone())
-        };
         let streams = [
-            pick(options.on_stdout, &self.output[0]),
-            pick(options.on_stderr, &self.output[1]),
-        ];
+            (options.on_stdout, &self.output[0]),
+            (options.on_stderr, &self.output[1]),
+        ]
+        .map(|(given, default)| given.map(Arc::new).or_else(|| default.clone()));
         // The JavaScript entry numbers its runs below 2^31; any other caller's get ids above.
         let run_id = options
             .run_id

@@ -48,7 +48,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// At most this many bytes of output wait for an output callback per run; past it the pipes
-/// are not read until the callbacks catch up (the command then blocks on its writes).
+/// are not read until the callbacks catch up (the command then blocks on its writes), so a
+/// busy JavaScript thread slows the command down instead of piling its output up in memory.
 pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Receives output as it arrives. `piece` must not block; `queued` counts what was handed
