@@ -41,52 +41,37 @@ pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
     if command.chars().all(is_separator) {
         return Err(CommandError::Empty);
     }
-    let mut words: Vec<String> = Vec::new();
-    let mut word = String::new();
+    if let Some(at) = command.chars().position(|c| c == '\0') {
+        return Err(CommandError::NulByte { column: at + 1 });
+    }
+    let mut words = Vec::new();
     // A word exists once any of its characters or quotes has been seen: `""` is an empty word.
-    let mut in_word = false;
+    let mut word: Option<String> = None;
     let mut quote: Option<(char, usize)> = None;
     let mut chars = command.chars().enumerate();
     while let Some((index, c)) = chars.next() {
         let column = index + 1;
-        if c == '\0' {
-            return Err(CommandError::NulByte { column });
-        }
         match c {
             '\\' => match chars.next() {
-                Some((_, '\0')) => return Err(CommandError::NulByte { column: column + 1 }),
-                Some((_, escaped)) => {
-                    word.push(escaped);
-                    in_word = true;
-                }
+                Some((_, escaped)) => word.get_or_insert_default().push(escaped),
                 None => return Err(CommandError::TrailingBackslash { column }),
             },
             '"' | '\'' => match quote {
                 Some((open, _)) if open == c => quote = None,
-                Some(_) => word.push(c),
+                Some(_) => word.get_or_insert_default().push(c),
                 None => {
                     quote = Some((c, column));
-                    in_word = true;
+                    word.get_or_insert_default();
                 }
             },
-            c if quote.is_none() && is_separator(c) => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
+            c if quote.is_none() && is_separator(c) => words.extend(word.take()),
+            c => word.get_or_insert_default().push(c),
         }
     }
     if let Some((quote, column)) = quote {
         return Err(CommandError::UnterminatedQuote { quote, column });
     }
-    if in_word {
-        words.push(word);
-    }
+    words.extend(word);
     let mut words = words.into_iter();
     let program = words.next().unwrap_or_default();
     if program.is_empty() {
