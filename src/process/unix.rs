@@ -77,9 +77,7 @@ fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
 /// is not an error.
 fn kill_group(pgid: i32, signal: Signal) {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, signal.0);
-    }
+    unsafe { libc::kill(-pgid, signal.0) };
 }
 
 /// Becomes ready when a child has exited, without reaping it (see `Child::finish` for why).
