@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::fetch::FetchConfig;
 use crate::job::Target;
 use crate::lock;
-use crate::process::{millis, Controls, Outcome, Signal};
+use crate::process::{limit, millis, Controls, Outcome, Signal};
 use crate::runs::Runs;
 use crate::runtime::{self, AssetStore, RunExtras, Runtime};
 use crate::source::JobSource;
@@ -212,8 +212,6 @@ fn current_dir() -> std::result::Result<std::path::PathBuf, Error> {
 fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfig, Error> {
     let mut fetch = FetchConfig::default();
     let Some(o) = options else { return Ok(fetch) };
-    // 0 means "no limit" for a timeout, as it does for `timeout` in child_process.
-    let limit = |ms: f64| millis(ms).filter(|t| !t.is_zero());
     fetch.retries = o.retries.unwrap_or(fetch.retries);
     fetch.retry_base = o.retry_base_ms.and_then(millis).unwrap_or(fetch.retry_base);
     fetch.retry_max = o.retry_max_ms.and_then(millis).unwrap_or(fetch.retry_max);

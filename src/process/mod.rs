@@ -77,31 +77,32 @@ pub struct Controls {
 impl Controls {
     /// These controls with the given options laid over them (`None` keeps the current value).
     pub fn overlay(
-        mut self,
+        self,
         timeout: Option<f64>,
         kill_signal: Option<Signal>,
         kill_grace_period: Option<f64>,
         max_buffer: Option<f64>,
     ) -> Self {
-        if let Some(ms) = timeout {
-            // As in child_process: 0 means no timeout.
-            self.timeout = millis(ms).filter(|t| !t.is_zero());
-        }
-        self.kill_signal = kill_signal.unwrap_or(self.kill_signal);
-        if let Some(ms) = kill_grace_period {
-            self.kill_grace = millis(ms).unwrap_or(Duration::MAX);
-        }
-        if let Some(bytes) = max_buffer {
+        let grace = |ms| millis(ms).unwrap_or(Duration::MAX);
+        Controls {
+            timeout: timeout.map_or(self.timeout, limit),
+            kill_signal: kill_signal.unwrap_or(self.kill_signal),
+            kill_grace: kill_grace_period.map_or(self.kill_grace, grace),
             // `as` saturates: Infinity keeps everything.
-            self.max_buffer = bytes as usize;
+            max_buffer: max_buffer.map_or(self.max_buffer, |bytes| bytes as usize),
+            env: self.env,
         }
-        self
     }
 }
 
 /// Milliseconds as a duration; `None` for Infinity.
 pub fn millis(ms: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
+/// A time limit in milliseconds; `None` for no limit: Infinity, or 0 as in child_process.
+pub fn limit(ms: f64) -> Option<Duration> {
+    millis(ms).filter(|t| !t.is_zero())
 }
 
 impl Default for Controls {
