@@ -52,7 +52,7 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
         Target::Chunk(id) => id as f64,
         Target::Merge => f64::NAN,
     };
-    let top = Seed(Top(wanted))
+    let top = Any(Top(wanted))
         .deserialize(&mut de)
         .and_then(|top| de.end().map(|()| top))
         .map_err(|e| {
@@ -67,7 +67,9 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
                 column: e.column(),
             }
         })?;
-    let top = top.ok_or(Error::MissingChunks)?;
+    let Field::Object(Some(top)) = top else {
+        return Err(Error::MissingChunks);
+    };
     let found = top.chunks.ok_or(Error::MissingChunks)?;
     // As `if (spec.assetsUrl)` reads it: a falsy value means no assets.
     let assets_url = match top.assets_url {
@@ -159,122 +161,96 @@ enum Key {
     Other,
 }
 
-/// A value decoded only as far as the runtime looks at it: strings are kept, anything else
-/// is described for messages. Arrays and objects are skipped without recursion.
+/// A value decoded only as far as the runtime looks at it: a string is kept, another scalar
+/// is described for messages, and an object or an array is read by a [`Reader`].
 #[derive(Debug)]
-enum Field {
+enum Field<T = ()> {
     Str(String),
     Number(f64),
     Bool(bool),
     Null,
-    Array,
-    Object,
+    Array(Option<T>),
+    Object(Option<T>),
 }
 
-impl fmt::Display for Field {
+impl<T> fmt::Display for Field<T> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Field::Str(_) => f.write_str("a string"),
             Field::Number(n) => write!(f, "a number ({})", js_number(*n)),
             Field::Bool(b) => write!(f, "a boolean ({b})"),
             Field::Null => f.write_str("null"),
-            Field::Array => f.write_str("an array"),
-            Field::Object => f.write_str("an object"),
+            Field::Array(_) => f.write_str("an array"),
+            Field::Object(_) => f.write_str("an object"),
         }
     }
 }
 
 impl<'de> de::Deserialize<'de> for Field {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor)
+        Any(Skip).deserialize(d)
     }
 }
 
-struct FieldVisitor;
-
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Field, E> {
-        Ok(Field::Str(v.to_owned()))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Field, E> {
-        Ok(Field::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Field, E> {
-        Ok(Field::Number(v as f64))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Field, E> {
-        Ok(Field::Number(v as f64))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Field, E> {
-        Ok(Field::Number(v))
-    }
-    fn visit_unit<E>(self) -> Result<Field, E> {
-        Ok(Field::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::Object)
-    }
-}
-
-/// Reads one kind of container, an object or an array. A value of any other kind is "not
-/// that", `None`; a container of the other kind is skipped without recursion.
+/// Reads the objects or the arrays of a value into what it finds there (`None`: nothing); a
+/// container it does not read is skipped without recursion.
 trait Reader<'de>: Sized {
     type Out;
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Self::Out>, A::Error> {
-        FieldVisitor.visit_map(map).map(|_| None)
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Self::Out>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
-    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<Self::Out>, A::Error> {
-        FieldVisitor.visit_seq(seq).map(|_| None)
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Self::Out>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 
-/// Deserializes any value with the reader it holds.
-struct Seed<R>(R);
+/// Reads nothing: a plain [`Field`].
+struct Skip;
 
-impl<'de, R: Reader<'de>> DeserializeSeed<'de> for Seed<R> {
-    type Value = Option<R::Out>;
+impl Reader<'_> for Skip {
+    type Out = ();
+}
+
+/// Deserializes any value as a [`Field`] whose containers the reader it holds reads.
+struct Any<R>(R);
+
+impl<'de, R: Reader<'de>> DeserializeSeed<'de> for Any<R> {
+    type Value = Field<R::Out>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, R: Reader<'de>> Visitor<'de> for Seed<R> {
-    type Value = Option<R::Out>;
+impl<'de, R: Reader<'de>> Visitor<'de> for Any<R> {
+    type Value = Field<R::Out>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.map(map)
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(v.to_owned()))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.0.seq(seq)
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Bool(v))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Number(v as f64))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Field::Number(v as f64))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Field::Number(v))
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok(Field::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.seq(seq).map(Field::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.map(map).map(Field::Object)
     }
 }
 
@@ -283,8 +259,7 @@ impl<'de, R: Reader<'de>> Visitor<'de> for Seed<R> {
 struct TopFields<'de> {
     id: Option<Value>,
     assets_url: Option<Field>,
-    /// `None` when `chunks` is missing or not an array; inside, the index and the raw
-    /// fields of the first chunk whose `id` matches.
+    /// `None` when `chunks` is missing or not an array; inside, what `Chunks` found.
     chunks: Option<Option<(usize, ChunkFields<'de>)>>,
     merge_command: Option<Field>,
 }
@@ -300,7 +275,10 @@ impl<'de> Reader<'de> for Top {
             match key {
                 Key::Id => top.id = Some(map.next_value()?),
                 Key::AssetsUrl => top.assets_url = Some(map.next_value()?),
-                Key::Chunks => top.chunks = map.next_value_seed(Seed(Chunks(self.0)))?,
+                Key::Chunks => match map.next_value_seed(Any(Chunks(self.0)))? {
+                    Field::Array(found) => top.chunks = Some(found),
+                    _ => top.chunks = None,
+                },
                 Key::MergeCommand => top.merge_command = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -311,8 +289,8 @@ impl<'de> Reader<'de> for Top {
     }
 }
 
-/// The `chunks` array: in it, the first chunk whose `id` is the wanted number. Every element
-/// is validated; the ones after the match are only skipped.
+/// The `chunks` array: the index and the raw fields of its first chunk whose `id` is the
+/// wanted number. Every element is validated; the ones after the match are only skipped.
 struct Chunks(f64);
 
 /// The raw fields of the chosen chunk; only the ones used are decoded.
@@ -323,17 +301,17 @@ struct ChunkFields<'de> {
 }
 
 impl<'de> Reader<'de> for Chunks {
-    type Out = Option<(usize, ChunkFields<'de>)>;
+    type Out = (usize, ChunkFields<'de>);
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Self::Out>, A::Error> {
         let mut index = 0;
-        while let Some(chunk) = seq.next_element_seed(Seed(Chunk(self.0)))? {
-            if let Some(chunk) = chunk {
+        while let Some(chunk) = seq.next_element_seed(Any(Chunk(self.0)))? {
+            if let Field::Object(Some(chunk)) = chunk {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                return Ok(Some(Some((index, chunk))));
+                return Ok(Some((index, chunk)));
             }
             index += 1;
         }
-        Ok(Some(None))
+        Ok(None)
     }
 }
 
