@@ -35,8 +35,6 @@ use crate::lock;
 /// The variable that marks the commands of this process.
 pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 
-const SHELL: &str = "/bin/sh";
-
 /// Waits for end-of-file on stdin, then kills every process whose environment carries the
 /// token (`$1`), and its group; twice, for a process forked meanwhile. A process's name may hold
 /// anything, newlines and `) ` included, so its `stat` is read whole and the fields are taken
@@ -123,7 +121,7 @@ fn keep_watching(mut child: Child, token: &'static str, slot: &'static Slot) {
 }
 
 fn spawn_watcher(token: &str) -> Option<(Child, ChildStdin)> {
-    let mut command = Command::new(SHELL);
+    let mut command = Command::new("/bin/sh");
     command
         .args(["-c", SCRIPT, "helios-worker-runtime-watcher", token])
         // Never read this process's environment from here: Node may be writing it. (Nor is
