@@ -1,6 +1,6 @@
-//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. Values arrive typed and
-//! already checked by the JavaScript entry; this module converts them into the core's types,
-//! starts the run, and turns its outcome into a result or an error object.
+//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. It converts the values
+//! the JavaScript entry checked (see `types`) into the core's types, starts the run, and turns
+//! its outcome into a result or an error object.
 
 mod bridge;
 mod errors;
