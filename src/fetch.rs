@@ -70,9 +70,8 @@ impl FetchConfig {
         Ok(())
     }
 
-    /// GET `url`, retrying transient failures. The final error says how many attempts were
-    /// made and what each failed with.
-    /// The body is read into `buffer` (emptied first), so a caller can reuse one.
+    /// GET `url` into `buffer` (emptied first, so that a caller can reuse one), retrying
+    /// transient failures; the final error says how many attempts were made and how each failed.
     pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut history = Vec::new();
         loop {
