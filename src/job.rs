@@ -149,7 +149,7 @@ pub(crate) fn js_number(n: f64) -> String {
 
 /// The keys the runtime looks at; everything else is `Other` and skipped.
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(field_identifier, rename_all = "camelCase")]
 enum Key {
     Id,
     AssetsUrl,
