@@ -40,7 +40,19 @@ impl Child {
 
     /// Resolves once the leader has exited (it stays unreaped until `finish`). Cancel-safe.
     pub async fn exited(&mut self) {
-        self.exit.exited().await
+        match &mut self.exit {
+            ExitWatch::Pidfd(fd) => {
+                // Readiness is level-triggered here: an exited process stays readable.
+                let _ = fd.readable().await.map(|mut guard| guard.retain_ready());
+            }
+            ExitWatch::Poll { pid, interval } => loop {
+                if has_exited(*pid) {
+                    return;
+                }
+                tokio::time::sleep(*interval).await;
+                *interval = (*interval * 2).min(Duration::from_millis(25));
+            },
+        }
     }
 
     /// Send `signal` to the whole group.
@@ -106,27 +118,8 @@ impl ExitWatch {
                 }
             }
         }
-        ExitWatch::Poll {
-            pid,
-            interval: Duration::from_micros(500),
-        }
-    }
-
-    /// Resolves once the process has exited. Cancel-safe.
-    async fn exited(&mut self) {
-        match self {
-            ExitWatch::Pidfd(fd) => {
-                // Readiness is level-triggered here: an exited process stays readable.
-                let _ = fd.readable().await.map(|mut guard| guard.retain_ready());
-            }
-            ExitWatch::Poll { pid, interval } => loop {
-                if has_exited(*pid) {
-                    return;
-                }
-                tokio::time::sleep(*interval).await;
-                *interval = (*interval * 2).min(Duration::from_millis(25));
-            },
-        }
+        let interval = Duration::from_micros(500);
+        ExitWatch::Poll { pid, interval }
     }
 }
 
