@@ -215,24 +215,17 @@ fn learn_local_dir(_: &Path) {}
 /// (it may point anywhere); `None` for anything else, which the blocking pool reads (or
 /// reports) the careful way. The type is looked at before opening: opening a FIFO would let a
 /// writer waiting for a reader go ahead.
-#[cfg(unix)]
 fn open_small(path: &Path) -> Option<(std::fs::File, u64)> {
+    #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.is_file() || meta.len() > INLINE_BYTES {
         return None;
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    Some((file, meta.len()))
-}
-
-#[cfg(not(unix))]
-fn open_small(_: &Path) -> Option<(std::fs::File, u64)> {
-    None
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    Some((options.read(true).open(path).ok()?, meta.len()))
 }
 
 #[cfg(unix)]
