@@ -29,7 +29,7 @@ pub trait AssetStore: Send + Sync {
 
 /// A runtime: one workspace, and one HTTP client for every run.
 pub struct Runtime {
-    workspace: PathBuf,
+    pub workspace: PathBuf,
     /// Each job works in a directory of its own under `workspace`, its assets fetched once.
     per_job: bool,
     fetch: FetchConfig,
@@ -50,10 +50,6 @@ impl Runtime {
             per_job,
             fetch,
         }
-    }
-
-    pub fn workspace(&self) -> &Path {
-        &self.workspace
     }
 
     /// Run `target` (a chunk or the merge) of the spec at `source`.

@@ -120,7 +120,7 @@ impl WorkerRuntime {
     /// The absolute path of the workspace every command runs in.
     #[napi(getter)]
     pub fn workspace_dir(&self) -> String {
-        self.inner.workspace().display().to_string()
+        self.inner.workspace.display().to_string()
     }
 }
 
