@@ -27,7 +27,7 @@
 #![cfg_attr(feature = "portable-process", allow(dead_code))]
 
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::lock;
@@ -65,23 +65,20 @@ type Slot = Mutex<Option<Watcher>>;
 static WATCHER: Slot = Mutex::new(None);
 
 /// This process's token: its pid and start time, unique on this machine.
-fn token() -> &'static str {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    TOKEN.get_or_init(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("{}-{stamp:x}", std::process::id())
-    })
-}
+static TOKEN: LazyLock<String> = LazyLock::new(|| {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{stamp:x}", std::process::id())
+});
 
 /// The marker to put in a command's environment, once a watcher is there to honour it.
 pub fn marker() -> Option<(&'static str, &'static str)> {
     let mut guard = lock(&WATCHER);
     if guard.is_none() {
-        *guard = start(token(), &WATCHER);
+        *guard = start(&TOKEN, &WATCHER);
     }
-    guard.as_ref().map(|_| (MARKER, token()))
+    guard.as_ref().map(|_| (MARKER, TOKEN.as_str()))
 }
 
 /// Start a watcher for `token` and keep it in `slot`. A thread waits for it; should it die
