@@ -61,9 +61,6 @@ impl Runtime {
         extras: RunExtras,
     ) -> Result<Outcome, Error> {
         let cancel = &extras.cancel;
-        if cancel.is_cancelled() {
-            return Err(Error::Aborted);
-        }
         // The timeout covers the whole run: what is left of it when the command starts is
         // the command's.
         let deadline = controls.timeout.map(|t| Instant::now() + t);
