@@ -74,21 +74,19 @@ impl Runtime {
                 true => self.workspace.join(job_dir_name(plan.job_id.as_ref())?),
                 false => self.workspace.clone(),
             };
-            let mut workspace_ready = false;
-            if let Some(url) = plan.assets_url {
+            if let Some(url) = &plan.assets_url {
                 let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&cwd)?;
-                workspace_ready = true;
                 downloading.store(true, Ordering::Relaxed);
                 let download =
                     || storage.download_asset_bundle(plan.job_id, url.clone(), cwd.clone());
                 match self.per_job {
-                    true => download_once(&cwd, &url, download).await?,
+                    true => download_once(&cwd, url, download).await?,
                     false => download().await.map_err(Error::Storage)?,
                 }
             }
             let command = parse_command(&plan.command?)?;
-            if !workspace_ready {
+            if plan.assets_url.is_none() {
                 ensure_workspace(&cwd)?;
             }
             Ok::<_, Error>((command, cwd, plan.output_file))
