@@ -5,8 +5,6 @@
 //! Input that a shell would reject or silently mangle (an unterminated quote, a backslash at
 //! the very end, a NUL byte) is refused with the position of the problem.
 
-use std::fmt;
-
 /// A parsed command: the program to start and the arguments to pass it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
@@ -15,42 +13,22 @@ pub struct ParsedCommand {
 }
 
 /// Why a command string could not be split. Positions are 1-based character columns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
+    #[error("Command string cannot be empty")]
     Empty,
+    #[error(
+        "Unterminated {} quote ({quote}) opened at column {column}: close it with a matching {quote}",
+        if *quote == '"' { "double" } else { "single" }
+    )]
     UnterminatedQuote { quote: char, column: usize },
+    #[error("Trailing backslash at column {column}: a backslash must be followed by the character it escapes")]
     TrailingBackslash { column: usize },
+    #[error("NUL byte at column {column}: a program or argument cannot contain NUL")]
     NulByte { column: usize },
+    #[error("The program name is empty: the first word of the command must name a program")]
     EmptyProgram,
 }
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::Empty => f.write_str("Command string cannot be empty"),
-            CommandError::UnterminatedQuote { quote, column } => {
-                let kind = if *quote == '"' { "double" } else { "single" };
-                write!(
-                    f,
-                    "Unterminated {kind} quote ({quote}) opened at column {column}: close it with a matching {quote}"
-                )
-            }
-            CommandError::TrailingBackslash { column } => write!(
-                f,
-                "Trailing backslash at column {column}: a backslash must be followed by the character it escapes"
-            ),
-            CommandError::NulByte { column } => write!(
-                f,
-                "NUL byte at column {column}: a program or argument cannot contain NUL"
-            ),
-            CommandError::EmptyProgram => {
-                f.write_str("The program name is empty: the first word of the command must name a program")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CommandError {}
 
 /// Whitespace as JavaScript's `\s` sees it (Unicode White_Space plus the BOM), so a command
 /// splits the way it did in the TypeScript runtime.
@@ -63,52 +41,37 @@ pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
     if command.chars().all(is_separator) {
         return Err(CommandError::Empty);
     }
-    let mut words: Vec<String> = Vec::new();
-    let mut word = String::new();
+    if let Some(at) = command.chars().position(|c| c == '\0') {
+        return Err(CommandError::NulByte { column: at + 1 });
+    }
+    let mut words = Vec::new();
     // A word exists once any of its characters or quotes has been seen: `""` is an empty word.
-    let mut in_word = false;
+    let mut word: Option<String> = None;
     let mut quote: Option<(char, usize)> = None;
     let mut chars = command.chars().enumerate();
     while let Some((index, c)) = chars.next() {
         let column = index + 1;
-        if c == '\0' {
-            return Err(CommandError::NulByte { column });
-        }
         match c {
             '\\' => match chars.next() {
-                Some((_, '\0')) => return Err(CommandError::NulByte { column: column + 1 }),
-                Some((_, escaped)) => {
-                    word.push(escaped);
-                    in_word = true;
-                }
+                Some((_, escaped)) => word.get_or_insert_default().push(escaped),
                 None => return Err(CommandError::TrailingBackslash { column }),
             },
             '"' | '\'' => match quote {
                 Some((open, _)) if open == c => quote = None,
-                Some(_) => word.push(c),
+                Some(_) => word.get_or_insert_default().push(c),
                 None => {
                     quote = Some((c, column));
-                    in_word = true;
+                    word.get_or_insert_default();
                 }
             },
-            c if quote.is_none() && is_separator(c) => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
+            c if quote.is_none() && is_separator(c) => words.extend(word.take()),
+            c => word.get_or_insert_default().push(c),
         }
     }
     if let Some((quote, column)) = quote {
         return Err(CommandError::UnterminatedQuote { quote, column });
     }
-    if in_word {
-        words.push(word);
-    }
+    words.extend(word);
     let mut words = words.into_iter();
     let program = words.next().unwrap_or_default();
     if program.is_empty() {

@@ -134,10 +134,7 @@ impl Error {
 
     /// The `name` of the JavaScript error, where it differs from the class name.
     pub fn name(&self) -> Option<&'static str> {
-        match self {
-            Error::Aborted => Some("AbortError"),
-            _ => None,
-        }
+        matches!(self, Error::Aborted).then_some("AbortError")
     }
 
     /// A file-system error about `path`, from the failed `syscall`.
@@ -149,6 +146,14 @@ impl Error {
             syscall,
             path: path.into(),
             detail: String::new(),
+        }
+    }
+
+    /// A spec over the `maxSpecBytes` limit.
+    pub fn too_large(source_name: impl Into<String>, limit: u64) -> Self {
+        Error::TooLarge {
+            source_name: source_name.into(),
+            limit,
         }
     }
 

@@ -70,17 +70,15 @@ impl FetchConfig {
         Ok(())
     }
 
-    /// GET `url`, retrying transient failures. The final error says how many attempts were
-    /// made and what each failed with.
-    /// The body is read into `buffer` (emptied first), so a caller can reuse one.
+    /// GET `url` into `buffer` (emptied first, so that a caller can reuse one), retrying
+    /// transient failures; the final error says how many attempts were made and how each failed.
     pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut history = Vec::new();
-        let mut attempt = 0;
         loop {
-            let failure = match self.attempt(url, &mut buffer).await {
-                Ok(()) => return Ok(buffer),
-                Err(failure) => failure,
+            let Err(failure) = self.attempt(url, &mut buffer).await else {
+                return Ok(buffer);
             };
+            let attempt = history.len() as u32;
             history.push(failure.summary());
             if !failure.retryable() || attempt >= self.retries {
                 return Err(final_error(failure, url, &history));
@@ -93,7 +91,6 @@ impl FetchConfig {
                 _ => full_jitter(self.retry_base, self.retry_max, attempt),
             };
             tokio::time::sleep(wait).await;
-            attempt += 1;
         }
     }
 
@@ -104,14 +101,8 @@ impl FetchConfig {
             .await
             .map_err(Failure::Final)?;
         body.clear();
-        within(self.timeout, self.request(&client, url, body))
-            .await
-            .unwrap_or_else(|limit| {
-                Err(Failure::Network {
-                    cause: format!("timed out after {limit} ms (fetch.timeoutMs)"),
-                    retryable: true,
-                })
-            })
+        let timed_out = |ms| format!("timed out after {ms} ms (fetch.timeoutMs)");
+        within(self.timeout, timed_out, self.request(&client, url, body)).await?
     }
 
     async fn request(
@@ -146,30 +137,17 @@ impl FetchConfig {
             });
         }
         let limit = self.max_spec_bytes;
-        let too_large = || {
-            Failure::Final(Error::TooLarge {
-                source_name: url.to_string(),
-                limit,
-            })
-        };
+        let too_large = || Failure::Final(Error::too_large(url.as_str(), limit));
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(too_large());
         }
         body.reserve(response.content_length().unwrap_or(0).min(limit) as usize);
-        let idle = self.idle_timeout;
+        let stalled = |ms| format!("the body stalled: no data for {ms} ms (fetch.idleTimeoutMs)");
         loop {
-            let piece = match within(idle, response.chunk()).await {
-                Ok(piece) => piece.map_err(network_failure)?,
-                Err(limit) => {
-                    return Err(Failure::Network {
-                        cause: format!(
-                            "the body stalled: no data for {limit} ms (fetch.idleTimeoutMs)"
-                        ),
-                        retryable: true,
-                    })
-                }
+            let piece = within(self.idle_timeout, stalled, response.chunk()).await?;
+            let Some(piece) = piece.map_err(network_failure)? else {
+                return Ok(());
             };
-            let Some(piece) = piece else { return Ok(()) };
             if body.len() as u64 + piece.len() as u64 > limit {
                 return Err(too_large());
             }
@@ -254,12 +232,20 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-/// Run `work` within `limit` (`None`: no limit); `Err` carries the limit in milliseconds.
-async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Result<T, u128> {
+/// Run `work` within `limit` (`None`: no limit); past it, a retryable failure whose cause
+/// `why` words from the limit in milliseconds.
+async fn within<T>(
+    limit: Option<Duration>,
+    why: impl FnOnce(u128) -> String,
+    work: impl Future<Output = T>,
+) -> Result<T, Failure> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, work)
             .await
-            .map_err(|_| limit.as_millis()),
+            .map_err(|_| Failure::Network {
+                cause: why(limit.as_millis()),
+                retryable: true,
+            }),
         None => Ok(work.await),
     }
 }

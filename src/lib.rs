@@ -1,9 +1,8 @@
 #![deny(clippy::all)]
 //! The native `WorkerRuntime` of the Helios distributed video renderer.
 //!
-//! Every module but `binding` is free of napi and tested with `cargo test`. The binding takes
-//! typed values that the JavaScript entry (`index.js`) has already checked, and only converts
-//! values and errors.
+//! Every module but `binding` is free of napi and tested with `cargo test`; the binding only
+//! converts values and errors.
 
 pub mod clients;
 pub mod command;

@@ -27,15 +27,13 @@
 #![cfg_attr(feature = "portable-process", allow(dead_code))]
 
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::lock;
 
 /// The variable that marks the commands of this process.
 pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
-
-const SHELL: &str = "/bin/sh";
 
 /// Waits for end-of-file on stdin, then kills every process whose environment carries the
 /// token (`$1`), and its group; twice, for a process forked meanwhile. A process's name may hold
@@ -67,23 +65,20 @@ type Slot = Mutex<Option<Watcher>>;
 static WATCHER: Slot = Mutex::new(None);
 
 /// This process's token: its pid and start time, unique on this machine.
-fn token() -> &'static str {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    TOKEN.get_or_init(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("{}-{stamp:x}", std::process::id())
-    })
-}
+static TOKEN: LazyLock<String> = LazyLock::new(|| {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{stamp:x}", std::process::id())
+});
 
 /// The marker to put in a command's environment, once a watcher is there to honour it.
 pub fn marker() -> Option<(&'static str, &'static str)> {
     let mut guard = lock(&WATCHER);
     if guard.is_none() {
-        *guard = start(token(), &WATCHER);
+        *guard = start(&TOKEN, &WATCHER);
     }
-    guard.as_ref().map(|_| (MARKER, token()))
+    guard.as_ref().map(|_| (MARKER, TOKEN.as_str()))
 }
 
 /// Start a watcher for `token` and keep it in `slot`. A thread waits for it; should it die
@@ -123,7 +118,7 @@ fn keep_watching(mut child: Child, token: &'static str, slot: &'static Slot) {
 }
 
 fn spawn_watcher(token: &str) -> Option<(Child, ChildStdin)> {
-    let mut command = Command::new(SHELL);
+    let mut command = Command::new("/bin/sh");
     command
         .args(["-c", SCRIPT, "helios-worker-runtime-watcher", token])
         // Never read this process's environment from here: Node may be writing it. (Nor is

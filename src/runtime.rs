@@ -29,7 +29,7 @@ pub trait AssetStore: Send + Sync {
 
 /// A runtime: one workspace, and one HTTP client for every run.
 pub struct Runtime {
-    workspace: PathBuf,
+    pub workspace: PathBuf,
     /// Each job works in a directory of its own under `workspace`, its assets fetched once.
     per_job: bool,
     fetch: FetchConfig,
@@ -52,10 +52,6 @@ impl Runtime {
         }
     }
 
-    pub fn workspace(&self) -> &Path {
-        &self.workspace
-    }
-
     /// Run `target` (a chunk or the merge) of the spec at `source`.
     pub async fn run(
         &self,
@@ -65,9 +61,6 @@ impl Runtime {
         extras: RunExtras,
     ) -> Result<Outcome, Error> {
         let cancel = &extras.cancel;
-        if cancel.is_cancelled() {
-            return Err(Error::Aborted);
-        }
         // The timeout covers the whole run: what is left of it when the command starts is
         // the command's.
         let deadline = controls.timeout.map(|t| Instant::now() + t);
@@ -81,36 +74,28 @@ impl Runtime {
                 true => self.workspace.join(job_dir_name(plan.job_id.as_ref())?),
                 false => self.workspace.clone(),
             };
-            let mut workspace_ready = false;
-            if let Some(url) = plan.assets_url {
+            if let Some(url) = &plan.assets_url {
                 let storage = extras.storage.as_ref().ok_or(Error::StorageRequired)?;
                 ensure_workspace(&cwd)?;
-                workspace_ready = true;
                 downloading.store(true, Ordering::Relaxed);
                 let download =
                     || storage.download_asset_bundle(plan.job_id, url.clone(), cwd.clone());
                 match self.per_job {
-                    true => download_once(&cwd, &url, download).await?,
+                    true => download_once(&cwd, url, download).await?,
                     false => download().await.map_err(Error::Storage)?,
                 }
             }
             let command = parse_command(&plan.command?)?;
-            if !workspace_ready {
+            if plan.assets_url.is_none() {
                 ensure_workspace(&cwd)?;
             }
             Ok::<_, Error>((command, cwd, plan.output_file))
-        };
-        let expired = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
         };
         let (command, cwd, output_file) = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
-            _ = expired => return Err(Error::RunTimeout {
+            _ = process::until(deadline) => return Err(Error::RunTimeout {
                 ms: controls.timeout.unwrap_or_default().as_millis(),
                 stage: match downloading.load(Ordering::Relaxed) {
                     true => "waiting for storage.downloadAssetBundle",

@@ -26,13 +26,8 @@ impl JobSource {
     /// `process.chdir()` does not change which file a pending run reads.
     pub fn parse(input: &str, cwd: &Path) -> Result<Self, Error> {
         let Some(scheme) = url_scheme(input) else {
-            let path = Path::new(input);
             return Ok(JobSource::File {
-                path: if path.is_absolute() {
-                    path.to_owned()
-                } else {
-                    cwd.join(path)
-                },
+                path: cwd.join(input), // `input` itself when it is absolute
                 shown: input.to_owned(),
             });
         };
@@ -58,13 +53,13 @@ impl JobSource {
             }
             "file" => {
                 let url = Url::parse(input).map_err(|e| invalid(&e.to_string()))?;
-                match url.host_str() {
-                    None | Some("") | Some("localhost") => {}
-                    Some(host) => {
-                        return Err(invalid(&format!(
+                if let Some(host) = url
+                    .host_str()
+                    .filter(|&h| !h.is_empty() && h != "localhost")
+                {
+                    return Err(invalid(&format!(
                         "a file: URL must name a local path (file:///path), not the host '{host}'"
-                    )))
-                    }
+                    )));
                 }
                 let path = url
                     .to_file_path()
@@ -78,29 +73,20 @@ impl JobSource {
             }),
         }
     }
-
-    /// How messages name this source.
-    pub fn name(&self) -> String {
-        match self {
-            JobSource::Http(url) => url.to_string(),
-            JobSource::File { shown, .. } => shown.clone(),
-        }
-    }
 }
 
 /// The scheme of `input` when it starts like `scheme://`.
 fn url_scheme(input: &str) -> Option<&str> {
-    let end = input.find("://")?;
-    let scheme = &input[..end];
+    let (scheme, _) = input.split_once("://")?;
     let mut chars = scheme.chars();
-    let first = chars.next()?;
-    (first.is_ascii_alphabetic()
+    (chars.next()?.is_ascii_alphabetic()
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
     .then_some(scheme)
 }
 
-/// Specs up to this size (fetched, or from a local file system) are parsed on the async
-/// worker itself (well under a millisecond); larger ones go to the blocking pool.
+/// Specs up to this size (fetched, or from a local file system) are read and parsed on the
+/// async worker itself (well under a millisecond, less than a hop to the blocking pool and
+/// back); larger ones go to the blocking pool.
 const INLINE_BYTES: u64 = 256 * 1024;
 
 /// The buffer the last large spec was read into, kept for the next one, whichever runtime
@@ -120,20 +106,19 @@ fn give_back(mut buffer: Vec<u8>) {
     }
 }
 
-/// Load the spec at `source` and hand its bytes to `parse`. A small fetched spec is parsed
-/// right here, which costs less than a hop to another thread. A file is opened, read and
-/// parsed in one blocking task (anything a file system may block on, a slow NFS mount
-/// say, stays off the async workers); a FIFO is read asynchronously, so that waiting for
-/// its writer holds no thread and an abort or a timeout ends it at once.
+/// Load the spec at `source` and hand its bytes to `parse`. A small spec, fetched or on a
+/// local file system, is parsed right here. Another file is opened, read and parsed in one
+/// blocking task (anything a file system may block on, a slow NFS mount say, stays off the
+/// async workers); a FIFO is read asynchronously, so that waiting for its writer holds no
+/// thread and an abort or a timeout ends it at once.
 pub async fn load<T: Send + 'static>(
     fetch: &FetchConfig,
     source: &JobSource,
     parse: impl FnOnce(&[u8], &str) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    let name = source.name();
     match source {
         JobSource::Http(url) => {
-            let bytes = fetch.fetch(url, take_spare()).await?;
+            let (bytes, name) = (fetch.fetch(url, take_spare()).await?, url.to_string());
             if bytes.len() as u64 <= INLINE_BYTES {
                 let result = parse(&bytes, &name);
                 give_back(bytes);
@@ -143,11 +128,9 @@ pub async fn load<T: Send + 'static>(
         }
         JobSource::File { path, shown } => {
             let limit = fetch.max_spec_bytes;
-            // A local file system answers at once: a small spec costs less read right here
-            // than a hop to the blocking pool and back.
-            if let Some((file, len)) = local_dir(path).then(|| open_small(path)).flatten() {
-                let bytes = read_to_end(file, len, shown, limit, Vec::new())?;
-                return parse(&bytes, &name);
+            let local = known_dir(path) == Some(true);
+            if let Some((file, len)) = local.then(|| open_small(path)).flatten() {
+                return parse(&read_to_end(file, len, shown, limit, Vec::new())?, shown);
             }
             let (file_path, file_shown) = (path.clone(), shown.clone());
             let loaded = off_thread(take_spare(), move |buffer| {
@@ -156,17 +139,13 @@ pub async fn load<T: Send + 'static>(
                     return Ok(Err(parse));
                 }
                 let (file, len) = open_file(&file_path, &file_shown, limit)?;
-                let taken = std::mem::take(buffer);
-                *buffer = read_to_end(file, len, &file_shown, limit, taken)?;
-                Ok(Ok(parse(buffer, &name)))
+                *buffer = read_to_end(file, len, &file_shown, limit, std::mem::take(buffer))?;
+                Ok(Ok(parse(buffer, &file_shown)))
             })
             .await?;
             match loaded {
                 Ok(parsed) => parsed,
-                Err(parse) => {
-                    let pipe = open_fifo(path).map_err(|e| Error::io(&e, "open", shown))?;
-                    parse(&read_fifo(pipe, shown, limit).await?, &source.name())
-                }
+                Err(parse) => parse(&read_fifo(path, shown, limit).await?, shown),
             }
         }
     }
@@ -199,20 +178,14 @@ fn known_dir(path: &Path) -> Option<bool> {
         .map(|&(_, local)| local)
 }
 
-fn local_dir(path: &Path) -> bool {
-    known_dir(path) == Some(true)
-}
-
 /// Called on the blocking pool: `statfs` of a hung network mount blocks too.
 #[cfg(target_os = "linux")]
 fn learn_local_dir(path: &Path) {
     use nix::sys::statfs::{self, statfs};
-    const ZFS_SUPER_MAGIC: i64 = 0x2fc1_2fc1;
     let Some(dir) = path.parent().filter(|_| known_dir(path).is_none()) else {
         return;
     };
     let local = statfs(dir).is_ok_and(|fs| {
-        let kind = fs.filesystem_type();
         [
             statfs::EXT4_SUPER_MAGIC,
             statfs::EXT3_SUPER_MAGIC,
@@ -222,14 +195,9 @@ fn learn_local_dir(path: &Path) {
             statfs::TMPFS_MAGIC,
             statfs::OVERLAYFS_SUPER_MAGIC,
             statfs::F2FS_SUPER_MAGIC,
+            statfs::FsType(0x2fc1_2fc1), // ZFS, which nix does not name
         ]
-        .contains(&kind)
-            || {
-                // The width of the type differs between C libraries.
-                #[allow(clippy::unnecessary_cast)]
-                let raw = kind.0 as i64;
-                raw == ZFS_SUPER_MAGIC
-            }
+        .contains(&fs.filesystem_type())
     });
     let mut dirs = lock(&DIRS);
     if !dirs.iter().any(|(known, _)| known == dir) {
@@ -247,39 +215,17 @@ fn learn_local_dir(_: &Path) {}
 /// (it may point anywhere); `None` for anything else, which the blocking pool reads (or
 /// reports) the careful way. The type is looked at before opening: opening a FIFO would let a
 /// writer waiting for a reader go ahead.
-#[cfg(unix)]
 fn open_small(path: &Path) -> Option<(std::fs::File, u64)> {
+    #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::symlink_metadata(path).ok()?;
     if !meta.is_file() || meta.len() > INLINE_BYTES {
         return None;
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    Some((file, meta.len()))
-}
-
-#[cfg(not(unix))]
-fn open_small(_: &Path) -> Option<(std::fs::File, u64)> {
-    None
-}
-
-#[cfg(unix)]
-type Pipe = tokio::net::unix::pipe::Receiver;
-#[cfg(not(unix))]
-type Pipe = ();
-
-#[cfg(unix)]
-fn open_fifo(path: &Path) -> std::io::Result<Pipe> {
-    tokio::net::unix::pipe::OpenOptions::new().open_receiver(path)
-}
-
-#[cfg(not(unix))]
-fn open_fifo(_: &Path) -> std::io::Result<Pipe> {
-    Err(std::io::ErrorKind::Unsupported.into())
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    Some((options.read(true).open(path).ok()?, meta.len()))
 }
 
 #[cfg(unix)]
@@ -297,7 +243,10 @@ fn is_fifo(_: &Path) -> bool {
 /// until a writer opens it; so until a writer has shown itself (data, or "nothing yet"), an
 /// empty read means "wait", and after that it means the end.
 #[cfg(unix)]
-async fn read_fifo(pipe: Pipe, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    let pipe = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(path)
+        .map_err(|e| Error::io(&e, "open", shown))?;
     let mut bytes = Vec::new();
     let mut writer_seen = false;
     loop {
@@ -307,7 +256,7 @@ async fn read_fifo(pipe: Pipe, shown: &str, limit: u64) -> Result<Vec<u8>, Error
         match pipe.try_read_buf(&mut bytes) {
             Ok(0) if writer_seen => return Ok(bytes),
             Ok(0) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            Ok(_) if bytes.len() as u64 > limit => return Err(too_large(shown, limit)),
+            Ok(_) if bytes.len() as u64 > limit => return Err(Error::too_large(shown, limit)),
             Ok(_) => writer_seen = true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writer_seen = true,
             Err(e) => return Err(Error::io(&e, "read", shown)),
@@ -316,17 +265,10 @@ async fn read_fifo(pipe: Pipe, shown: &str, limit: u64) -> Result<Vec<u8>, Error
 }
 
 #[cfg(not(unix))]
-async fn read_fifo(_: Pipe, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
+async fn read_fifo(_: &Path, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
     Err(Error::Internal(format!(
         "{shown} is a FIFO, which this platform cannot read"
     )))
-}
-
-fn too_large(source: &str, limit: u64) -> Error {
-    Error::TooLarge {
-        source_name: source.to_owned(),
-        limit,
-    }
 }
 
 /// Open a spec file; its size when it is a regular file (0 otherwise: read until the end).
@@ -337,7 +279,7 @@ fn open_file(path: &Path, shown: &str, limit: u64) -> Result<(std::fs::File, u64
         _ => 0,
     };
     if len > limit {
-        return Err(too_large(shown, limit));
+        return Err(Error::too_large(shown, limit));
     }
     Ok((file, len))
 }
@@ -356,7 +298,7 @@ fn read_to_end(
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(&e, "read", shown))?;
     if bytes.len() as u64 > limit {
-        return Err(too_large(shown, limit));
+        return Err(Error::too_large(shown, limit));
     }
     Ok(bytes)
 }

@@ -35,19 +35,12 @@ impl AssetStore for RunStorage {
     ) -> BoxFuture<'static, std::result::Result<(), ExternalError>> {
         let download = self.download.clone();
         let job_id = job_id.map_or(Either::B(()), Either::A);
-        let args = (
-            job_id,
-            remote_url,
-            target_dir.display().to_string(),
-            self.run_id,
-        );
+        let target_dir = target_dir.display().to_string();
+        let args = (job_id, remote_url, target_dir, self.run_id);
         let from_js = |e: napi::Error| Box::new(FromJs(e)) as ExternalError;
         Box::pin(async move {
-            let promise = download
-                .call_async_catch(args.into())
-                .await
-                .map_err(from_js)?;
-            promise.await.map_err(from_js)
+            let called = download.call_async_catch(args.into()).await;
+            called.map_err(from_js)?.await.map_err(from_js)
         })
     }
 }
@@ -56,9 +49,6 @@ impl AssetStore for RunStorage {
 /// read, and one last (empty) call per stream proves every earlier piece was delivered.
 pub struct JsOutput {
     pub streams: [Option<Arc<OutputFn>>; 2],
-    /// Bytes handed to JavaScript and not delivered yet; reading stops while there are more
-    /// than `OUTPUT_QUEUE_BYTES`, so a busy JavaScript thread slows the command down instead
-    /// of piling its output up in memory.
     pub queued: Arc<Queued>,
 }
 
@@ -69,8 +59,7 @@ impl OutputSink for JsOutput {
         };
         let len = text.len();
         self.queued.add(len);
-        let queued = self.queued.clone();
-        let on_js = queued.clone();
+        let on_js = self.queued.clone();
         let status = callback.call_with_return_value(
             text,
             ThreadsafeFunctionCallMode::NonBlocking,
@@ -81,16 +70,12 @@ impl OutputSink for JsOutput {
         );
         // Closing is the only failure: Node is going away and nobody is listening.
         if status != Status::Ok {
-            queued.delivered(len);
+            self.queued.delivered(len);
         }
     }
 
-    fn is_ready(&self) -> bool {
-        self.queued.is_ready()
-    }
-
-    fn ready(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.queued.ready())
+    fn queued(&self) -> &Queued {
+        &self.queued
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {

@@ -15,10 +15,7 @@ pub fn to_napi(env: &Env, err: Error) -> napi::Error {
             Err(other) => napi::Error::from_reason(other.to_string()),
         };
     }
-    match build(env, &err) {
-        Ok(obj) => napi::Error::from(obj.to_unknown()),
-        Err(e) => e,
-    }
+    build(env, &err).map_or_else(|e| e, |obj| obj.to_unknown().into())
 }
 
 fn build<'env>(env: &'env Env, err: &Error) -> Result<Object<'env>> {

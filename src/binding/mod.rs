@@ -1,6 +1,6 @@
-//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. Values arrive typed and
-//! already checked by the JavaScript entry; this module converts them into the core's types,
-//! starts the run, and turns its outcome into a result or an error object.
+//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. It converts the values
+//! the JavaScript entry checked (see `types`) into the core's types, starts the run, and turns
+//! its outcome into a result or an error object.
 
 mod bridge;
 mod errors;
@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::fetch::FetchConfig;
 use crate::job::Target;
 use crate::lock;
-use crate::process::{millis, Controls, Outcome, Signal};
+use crate::process::{limit, millis, Controls, Outcome, Signal};
 use crate::runs::Runs;
 use crate::runtime::{self, AssetStore, RunExtras, Runtime};
 use crate::source::JobSource;
@@ -120,7 +120,7 @@ impl WorkerRuntime {
     /// The absolute path of the workspace every command runs in.
     #[napi(getter)]
     pub fn workspace_dir(&self) -> String {
-        self.inner.workspace().display().to_string()
+        self.inner.workspace.display().to_string()
     }
 }
 
@@ -145,13 +145,11 @@ impl WorkerRuntime {
             options.inherited_env.as_deref(),
             self.env_defaults.iter().chain(options.env.iter().flatten()),
         ));
-        let pick = |given: Option<OutputFn>, default: &Option<Arc<OutputFn>>| {
-            given.map(Arc::new).or_else(|| default.clone())
-        };
         let streams = [
-            pick(options.on_stdout, &self.output[0]),
-            pick(options.on_stderr, &self.output[1]),
-        ];
+            (options.on_stdout, &self.output[0]),
+            (options.on_stderr, &self.output[1]),
+        ]
+        .map(|(given, default)| given.map(Arc::new).or_else(|| default.clone()));
         // The JavaScript entry numbers its runs below 2^31; any other caller's get ids above.
         let run_id = options
             .run_id
@@ -214,8 +212,6 @@ fn current_dir() -> std::result::Result<std::path::PathBuf, Error> {
 fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfig, Error> {
     let mut fetch = FetchConfig::default();
     let Some(o) = options else { return Ok(fetch) };
-    // 0 means "no limit" for a timeout, as it does for `timeout` in child_process.
-    let limit = |ms: f64| millis(ms).filter(|t| !t.is_zero());
     fetch.retries = o.retries.unwrap_or(fetch.retries);
     fetch.retry_base = o.retry_base_ms.and_then(millis).unwrap_or(fetch.retry_base);
     fetch.retry_max = o.retry_max_ms.and_then(millis).unwrap_or(fetch.retry_max);

@@ -18,7 +18,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -49,16 +48,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// At most this many bytes of output wait for an output callback per run; past it the pipes
-/// are not read until the callbacks catch up (the command then blocks on its writes).
+/// are not read until the callbacks catch up (the command then blocks on its writes), so a
+/// busy JavaScript thread slows the command down instead of piling its output up in memory.
 pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
 
-/// Receives output as it arrives. `piece` must not block; `ready` resolves (and `is_ready`
-/// holds) while the receiver can take more; `flush` resolves once every piece handed over so
-/// far has been delivered.
+/// Receives output as it arrives. `piece` must not block; `queued` counts what was handed
+/// over and not delivered yet (reading waits while it is full); `flush` resolves once every
+/// piece handed over so far has been delivered.
 pub trait OutputSink: Send + Sync {
     fn piece(&self, stream: Stream, text: String);
-    fn is_ready(&self) -> bool;
-    fn ready(&self) -> BoxFuture<'_, ()>;
+    fn queued(&self) -> &Queued;
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
@@ -71,39 +70,39 @@ pub struct Controls {
     /// Bytes kept per stream (the most recent ones).
     pub max_buffer: usize,
     /// The command's whole environment, taken on the JavaScript thread when `run` was called
-    /// (Node may change its own at any moment, and reading it from another thread is a data
-    /// race that crashes). `None` inherits this process's: for tests only.
+    /// (see `runtime::environment`). `None` inherits this process's: for tests only.
     pub env: Option<Vec<(OsString, OsString)>>,
 }
 
 impl Controls {
     /// These controls with the given options laid over them (`None` keeps the current value).
     pub fn overlay(
-        mut self,
+        self,
         timeout: Option<f64>,
         kill_signal: Option<Signal>,
         kill_grace_period: Option<f64>,
         max_buffer: Option<f64>,
     ) -> Self {
-        if let Some(ms) = timeout {
-            // As in child_process: 0 means no timeout.
-            self.timeout = millis(ms).filter(|t| !t.is_zero());
-        }
-        self.kill_signal = kill_signal.unwrap_or(self.kill_signal);
-        if let Some(ms) = kill_grace_period {
-            self.kill_grace = millis(ms).unwrap_or(Duration::MAX);
-        }
-        if let Some(bytes) = max_buffer {
+        let grace = |ms| millis(ms).unwrap_or(Duration::MAX);
+        Controls {
+            timeout: timeout.map_or(self.timeout, limit),
+            kill_signal: kill_signal.unwrap_or(self.kill_signal),
+            kill_grace: kill_grace_period.map_or(self.kill_grace, grace),
             // `as` saturates: Infinity keeps everything.
-            self.max_buffer = bytes as usize;
+            max_buffer: max_buffer.map_or(self.max_buffer, |bytes| bytes as usize),
+            env: self.env,
         }
-        self
     }
 }
 
 /// Milliseconds as a duration; `None` for Infinity.
 pub fn millis(ms: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
+/// A time limit in milliseconds; `None` for no limit: Infinity, or 0 as in child_process.
+pub fn limit(ms: f64) -> Option<Duration> {
+    millis(ms).filter(|t| !t.is_zero())
 }
 
 impl Default for Controls {
@@ -163,42 +162,60 @@ pub struct Command<'a> {
     pub cancel: &'a CancellationToken,
 }
 
-/// One stream of the child: its pipe, what was kept of it, and its decoder for the sink.
-struct Capture {
+/// One stream of the child: its pipe and read buffer, what was kept of it, and its decoder
+/// for the sink.
+struct Capture<'a> {
     pipe: Option<Pipe>,
+    /// Read into spare capacity: no zeroing of buffers most runs barely touch.
+    buf: Vec<u8>,
     kept: TailBuffer,
     decoder: Utf8Stream,
     stream: Stream,
+    sink: Option<&'a dyn OutputSink>,
 }
 
-impl Capture {
-    fn new(pipe: Option<Pipe>, max: usize, stream: Stream) -> Self {
-        Capture {
-            pipe,
-            kept: TailBuffer::new(max),
-            decoder: Utf8Stream::default(),
-            stream,
+impl Capture<'_> {
+    /// Read once the sink (if any) can take more: `false` at the end of the stream (or a read
+    /// error, which ends it just the same). Never resolves once the pipe is closed.
+    async fn read(&mut self) -> bool {
+        let Some(pipe) = &mut self.pipe else {
+            return std::future::pending().await;
+        };
+        if let Some(sink) = self.sink {
+            sink.queued().ready().await;
         }
+        if self.buf.len() == self.buf.capacity() && self.buf.capacity() < READ_BUFFER_MAX {
+            // The last read filled the buffer: the stream is talkative.
+            self.buf.reserve_exact(READ_BUFFER_MAX - self.buf.len());
+        }
+        self.buf.clear();
+        matches!(pipe.read_buf(&mut self.buf).await, Ok(n) if n > 0)
     }
 
-    fn accept(&mut self, bytes: &[u8], sink: Option<&dyn OutputSink>) {
-        self.kept.push(bytes);
-        if let Some(sink) = sink {
-            let text = self.decoder.decode(bytes);
+    /// Keep what `read` got and hand it to the sink, decoded; at the end (`more` false), close
+    /// the pipe and hand the sink what the decoder held back.
+    fn accept(&mut self, more: bool) {
+        match more {
+            true => self.kept.push(&self.buf),
+            false => self.pipe = None,
+        }
+        if let Some(sink) = self.sink {
+            let text = match more {
+                true => self.decoder.decode(&self.buf),
+                false => self.decoder.finish(),
+            };
             if !text.is_empty() {
                 sink.piece(self.stream, text);
             }
         }
     }
+}
 
-    fn close(&mut self, sink: Option<&dyn OutputSink>) {
-        self.pipe = None;
-        if let Some(sink) = sink {
-            let rest = self.decoder.finish();
-            if !rest.is_empty() {
-                sink.piece(self.stream, rest);
-            }
-        }
+/// Sleep until `deadline`; never resolves without one.
+pub async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -226,19 +243,23 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     // every failure to start a process: `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
-    let mut out = Capture::new(stdout, controls.max_buffer, Stream::Stdout);
-    let mut err = Capture::new(stderr, controls.max_buffer, Stream::Stderr);
+    let capture = |pipe, stream| Capture {
+        pipe,
+        buf: Vec::with_capacity(READ_BUFFER_FIRST),
+        kept: TailBuffer::new(controls.max_buffer),
+        decoder: Utf8Stream::default(),
+        stream,
+        sink: cmd.sink,
+    };
+    let mut out = capture(stdout, Stream::Stdout);
+    let mut err = capture(stderr, Stream::Stderr);
 
-    let far = started + Duration::from_secs(86400 * 365);
     let timeout_at = controls.timeout.map(|t| started + t);
     let mut timed_out = false;
     let mut hard_kill_at: Option<Instant> = None;
     let mut exited_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
     let mut drain_killed = false;
-    // Read into spare capacity: no zeroing of buffers most runs barely touch.
-    let mut out_buf = Vec::with_capacity(READ_BUFFER_FIRST);
-    let mut err_buf = Vec::with_capacity(READ_BUFFER_FIRST);
 
     while exited_at.is_none() || out.pipe.is_some() || err.pipe.is_some() {
         tokio::select! {
@@ -251,37 +272,31 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 let _ = child.finish();
                 return Err(Error::Aborted);
             }
-            read = read_when_ready(cmd.sink, &mut out.pipe, &mut out_buf) => match read {
-                Some(n) => out.accept(&out_buf[..n], cmd.sink),
-                None => out.close(cmd.sink),
-            },
-            read = read_when_ready(cmd.sink, &mut err.pipe, &mut err_buf) => match read {
-                Some(n) => err.accept(&err_buf[..n], cmd.sink),
-                None => err.close(cmd.sink),
-            },
+            more = out.read() => out.accept(more),
+            more = err.read() => err.accept(more),
             _ = child.exited(), if exited_at.is_none() => {
                 let now = Instant::now();
                 exited_at = Some(now);
                 drain_until = Some(now + DRAIN_GRACE);
             }
-            _ = sleep_until(timeout_at.unwrap_or(far).into()), if timeout_at.is_some() && !timed_out && exited_at.is_none() => {
+            _ = until(timeout_at), if !timed_out && exited_at.is_none() => {
                 timed_out = true;
                 child.signal(controls.kill_signal);
                 if controls.kill_signal != Signal::KILL {
                     hard_kill_at = Some(Instant::now() + controls.kill_grace);
                 }
             }
-            _ = sleep_until(hard_kill_at.unwrap_or(far).into()), if hard_kill_at.is_some() && exited_at.is_none() => {
+            _ = until(hard_kill_at), if exited_at.is_none() => {
                 hard_kill_at = None;
                 child.signal(Signal::KILL);
             }
-            _ = sleep_until(drain_until.unwrap_or(far).into()), if drain_until.is_some() => {
-                if cmd.sink.is_some_and(|sink| !sink.is_ready()) {
+            _ = until(drain_until) => {
+                if cmd.sink.is_some_and(|sink| !sink.queued().is_ready()) {
                     // The callbacks are behind, not the pipes: the grace starts once they catch up.
                     drain_until = Some(Instant::now() + Duration::from_millis(50));
                 } else if drain_killed {
-                    out.close(cmd.sink);
-                    err.close(cmd.sink);
+                    out.accept(false);
+                    err.accept(false);
                 } else {
                     // A helper left behind still holds a pipe: end the group, then collect
                     // whatever it wrote before dying.
@@ -295,15 +310,12 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
     // Nothing of the group outlives the run.
-    let (status, usage) = match child.finish() {
-        Ok(finished) => finished,
-        Err(e) => {
-            return Err(Error::Internal(format!(
-                "cannot collect the exit status of {}: {e}",
-                cmd.program
-            )))
-        }
-    };
+    let (status, usage) = child.finish().map_err(|e| {
+        Error::Internal(format!(
+            "cannot collect the exit status of {}: {e}",
+            cmd.program
+        ))
+    })?;
 
     if let Some(sink) = cmd.sink {
         sink.flush().await;
@@ -331,63 +343,27 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
 /// The program to start. A bare name is looked up in the command's own `PATH` here: handed
 /// an environment with a `PATH`, the standard library would otherwise fall back from
 /// `posix_spawn` to `fork` + `exec`, which copies the page tables of the whole Node process.
-fn program_path(cmd: &Command<'_>) -> Result<std::path::PathBuf, Error> {
-    let path = cmd.controls.env.as_ref().and_then(|env| {
-        env.iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_os_str())
-    });
-    match path {
-        Some(path) if !cmd.program.contains(std::path::is_separator) => {
+fn program_path(cmd: &Command<'_>) -> Result<PathBuf, Error> {
+    match cmd.controls.env.iter().flatten().find(|(k, _)| k == "PATH") {
+        Some((_, path)) if !cmd.program.contains(std::path::is_separator) => {
             which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
                 // As execvp reports it: EACCES when some directory has a file of that name that
                 // cannot be run, else ENOENT.
                 let found = std::env::split_paths(path).any(|dir| dir.join(cmd.program).is_file());
                 #[cfg(unix)]
-                let err = std::io::Error::from_raw_os_error(if found {
-                    libc::EACCES
-                } else {
-                    libc::ENOENT
+                let err = std::io::Error::from_raw_os_error(match found {
+                    true => libc::EACCES,
+                    false => libc::ENOENT,
                 });
                 #[cfg(not(unix))]
-                let err = std::io::Error::from(if found {
-                    std::io::ErrorKind::PermissionDenied
-                } else {
-                    std::io::ErrorKind::NotFound
+                let err = std::io::Error::from(match found {
+                    true => std::io::ErrorKind::PermissionDenied,
+                    false => std::io::ErrorKind::NotFound,
                 });
                 Error::spawn(&err, cmd.program)
             })
         }
         _ => Ok(cmd.program.into()),
-    }
-}
-
-/// Read from `pipe` once the sink (if any) can take more output.
-async fn read_when_ready(
-    sink: Option<&dyn OutputSink>,
-    pipe: &mut Option<Pipe>,
-    buf: &mut Vec<u8>,
-) -> Option<usize> {
-    if let Some(sink) = sink.filter(|_| pipe.is_some()) {
-        sink.ready().await;
-    }
-    read_some(pipe, buf).await
-}
-
-/// Read from `pipe` if it is still open: `Some(n)` bytes, or `None` at end of stream (or a
-/// read error, which ends the stream just the same). Never resolves for a closed pipe.
-async fn read_some(pipe: &mut Option<Pipe>, buf: &mut Vec<u8>) -> Option<usize> {
-    if buf.len() == buf.capacity() && buf.capacity() < READ_BUFFER_MAX {
-        // The last read filled the buffer: the stream is talkative.
-        buf.reserve_exact(READ_BUFFER_MAX - buf.len());
-    }
-    buf.clear();
-    match pipe {
-        Some(pipe) => match pipe.read_buf(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
     }
 }
 

@@ -84,8 +84,7 @@ impl Queued {
     /// Resolves once the receiver has caught up (at once if it has).
     pub async fn ready(&self) {
         loop {
-            let drained = self.drained.notified();
-            tokio::pin!(drained);
+            let mut drained = std::pin::pin!(self.drained.notified());
             drained.as_mut().enable();
             if self.is_ready() {
                 return;

@@ -7,6 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe::Receiver;
 
 use super::{ExitStatus, Pipe, Signal, Usage};
 
@@ -31,22 +32,27 @@ impl Child {
             exit: ExitWatch::new(pid),
             finished: false,
         };
-        let pipe = |fd: Option<OwnedFd>| -> io::Result<Option<Pipe>> {
-            match fd {
-                Some(fd) => Ok(Some(Box::new(
-                    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?,
-                ))),
-                None => Ok(None),
-            }
-        };
-        let stdout = pipe(spawned.stdout.take().map(Into::into))?;
-        let stderr = pipe(spawned.stderr.take().map(Into::into))?;
+        let pipe = |fd: OwnedFd| io::Result::Ok(Box::new(Receiver::from_owned_fd(fd)?) as Pipe);
+        let stdout = spawned.stdout.take().map(|p| pipe(p.into())).transpose()?;
+        let stderr = spawned.stderr.take().map(|p| pipe(p.into())).transpose()?;
         Ok((child, stdout, stderr))
     }
 
     /// Resolves once the leader has exited (it stays unreaped until `finish`). Cancel-safe.
     pub async fn exited(&mut self) {
-        self.exit.exited().await
+        match &mut self.exit {
+            ExitWatch::Pidfd(fd) => {
+                // Readiness is level-triggered here: an exited process stays readable.
+                let _ = fd.readable().await.map(|mut guard| guard.retain_ready());
+            }
+            ExitWatch::Poll { pid, interval } => loop {
+                if has_exited(*pid) {
+                    return;
+                }
+                tokio::time::sleep(*interval).await;
+                *interval = (*interval * 2).min(Duration::from_millis(25));
+            },
+        }
     }
 
     /// Send `signal` to the whole group.
@@ -83,14 +89,10 @@ fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
 /// is not an error.
 fn kill_group(pgid: i32, signal: Signal) {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, signal.0);
-    }
+    unsafe { libc::kill(-pgid, signal.0) };
 }
 
-/// Becomes ready when a child has exited, without reaping it: while the exited leader is a
-/// zombie its pid, and so its process-group id, cannot be reused, which keeps every later
-/// group kill aimed at the right processes.
+/// Becomes ready when a child has exited, without reaping it (see `Child::finish` for why).
 enum ExitWatch {
     /// Linux 5.3+: a pidfd is readable once the process has exited.
     Pidfd(AsyncFd<OwnedFd>),
@@ -116,27 +118,8 @@ impl ExitWatch {
                 }
             }
         }
-        ExitWatch::Poll {
-            pid,
-            interval: Duration::from_micros(500),
-        }
-    }
-
-    /// Resolves once the process has exited. Cancel-safe.
-    async fn exited(&mut self) {
-        match self {
-            ExitWatch::Pidfd(fd) => {
-                // Readiness is level-triggered here: an exited process stays readable.
-                let _ = fd.readable().await.map(|mut guard| guard.retain_ready());
-            }
-            ExitWatch::Poll { pid, interval } => loop {
-                if has_exited(*pid) {
-                    return;
-                }
-                tokio::time::sleep(*interval).await;
-                *interval = (*interval * 2).min(Duration::from_millis(25));
-            },
-        }
+        let interval = Duration::from_micros(500);
+        ExitWatch::Poll { pid, interval }
     }
 }
 
