@@ -204,6 +204,31 @@ describe('env and resource use', () => {
     delete process.env.HWR_INHERITED
   })
 
+  it('a process.env that throws when read rejects the run with what it threw: no download starts, nothing runs', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'touch ran' }] })
+    const downloads: unknown[] = []
+    const storage = { downloadAssetBundle: async (id: string) => void downloads.push(id) }
+    const runtime = new WorkerRuntime({ workspaceDir: dir, storage })
+    const saved = process.env
+    for (const thrown of [new Error('the environment is unreadable'), Symbol('odd')]) {
+      process.env = new Proxy({ ...saved }, { ownKeys: () => { throw thrown } })
+      let running: Promise<unknown>
+      try {
+        running = runtime.run(path, 0)
+      } finally {
+        process.env = saved
+      }
+      await expect(running).rejects.toBe(thrown)
+    }
+    // The spec was loaded meanwhile; what follows it never started.
+    await sleep(200)
+    expect(downloads).toEqual([])
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+    // The same runtime still runs.
+    expect((await runtime.run(writeSpec(dir, specOf('echo ok'), 'ok.json'), 0)).stdout).toBe('ok\n')
+  })
+
   it('reports peak RSS and CPU time of a child that allocates 200 MB', async () => {
     const { path, runtime } = setup(`${node} -e "const b = Buffer.alloc(200 * 1024 * 1024, 1); console.log(b[5])"`)
     const result = await runtime.run(path, 0)
