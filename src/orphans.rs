@@ -40,18 +40,7 @@ pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 /// anything, newlines and `) ` included, so its `stat` is read whole and the fields are taken
 /// after the last `) `; a group id that is not a number above 1 is never used. Terminal and
 /// container signals are ignored: the watcher must outlive its parent to do its work.
-const SCRIPT: &str = r#"trap '' INT TERM HUP QUIT
-read -r _
-for round in 1 2; do
-  for f in $(grep -lzx "HELIOS_WORKER_RUNTIME_WATCH=$1" /proc/[0-9]*/environ 2>/dev/null); do
-    p=${f#/proc/}; p=${p%/environ}
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    set -- "$1" ${s##*) }
-    case "$4" in ''|*[!0-9]*|0|1) kill -s KILL "$p" 2>/dev/null; continue ;; esac
-    kill -s KILL -- "-$4" "$p" 2>/dev/null
-  done
-done
-"#;
+const SCRIPT: &str = include_str!("orphan-watcher.sh");
 
 /// The running watcher: the write end of its pipe.
 struct Watcher {
