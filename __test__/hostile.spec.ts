@@ -182,6 +182,24 @@ describe('hangs', () => {
     await expect(fed).resolves.toMatchObject({ stdout: 'from a fifo\n' })
   })
 
+  it.skipIf(process.platform !== 'linux')('4. a FIFO whose writer leaves without writing reads as an empty file, as Node reads it', async () => {
+    const dir = tempDir()
+    const fifo = join(dir, 'fifo.json')
+    execFileSync('mkfifo', [fifo])
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const empty = { code: 'ERR_INVALID_JOB_SPEC', message: expect.stringContaining('EOF while parsing') }
+    // A writer that opens it and closes it at once (the timeout only keeps a failure from hanging).
+    const closed = runtime.run(fifo, 0, { timeout: 5000 })
+    writeFileSync(fifo, '')
+    await expect(closed).rejects.toMatchObject(empty)
+    // A writer that holds it open for a while, writes nothing, and dies.
+    const held = runtime.run(fifo, 0, { timeout: 5000 })
+    const holder = spawn('sh', ['-c', 'exec 3>"$0"; sleep 0.3; kill -9 $$', fifo], { stdio: 'ignore' })
+    const died = new Promise((done) => holder.once('exit', (_code, signal) => done(signal)))
+    await expect(held).rejects.toMatchObject(empty)
+    expect(await died).toBe('SIGKILL')
+  })
+
   it('5. a storage adapter that never settles: timeout ends the run, and the adapter is told', async () => {
     const dir = tempDir()
     const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'touch ran' }] })

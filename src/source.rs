@@ -240,26 +240,26 @@ fn is_fifo(_: &Path) -> bool {
 }
 
 /// Read a FIFO to its end without blocking a thread. Opened non-blocking, it reads as ended
-/// until a writer opens it; so until a writer has shown itself (data, or "nothing yet"), an
-/// empty read means "wait", and after that it means the end.
+/// until a writer opens it; so until a writer has shown itself (data, "nothing yet", or a
+/// hang-up, which only a writer that came and left causes), an empty read means "wait", and
+/// after that it means the end.
 #[cfg(unix)]
 async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let pipe = tokio::net::unix::pipe::OpenOptions::new()
         .open_receiver(path)
         .map_err(|e| Error::io(&e, "open", shown))?;
-    let mut bytes = Vec::new();
-    let mut writer_seen = false;
+    let (mut bytes, mut writer_seen) = (Vec::new(), false);
+    let failed = |e: std::io::Error| Error::io(&e, "read", shown);
     loop {
-        pipe.readable()
-            .await
-            .map_err(|e| Error::io(&e, "read", shown))?;
+        let ready = pipe.ready(tokio::io::Interest::READABLE).await;
+        writer_seen |= ready.map_err(failed)?.is_read_closed();
         match pipe.try_read_buf(&mut bytes) {
             Ok(0) if writer_seen => return Ok(bytes),
             Ok(0) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             Ok(_) if bytes.len() as u64 > limit => return Err(Error::too_large(shown, limit)),
             Ok(_) => writer_seen = true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writer_seen = true,
-            Err(e) => return Err(Error::io(&e, "read", shown)),
+            Err(e) => return Err(failed(e)),
         }
     }
 }
