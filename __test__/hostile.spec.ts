@@ -559,6 +559,20 @@ describe('more hostile inputs', () => {
     expect(result.stdout).toBe('\uFFFDt\uFFFD\n')
   })
 
+  it('a lone UTF-16 surrogate escape, which JSON.parse accepts, becomes U+FFFD as Node passes it to a command', async () => {
+    const dir = tempDir()
+    const spec = String.raw`{"id":"\udc00","assetsUrl":"s3://b/\ud800","chunks":[{"id":0,"command":"printf %s \ud800\ud83d\ude00"}]}`
+    const path = writeSpec(dir, spec)
+    const ids: unknown[] = []
+    const storage = { downloadAssetBundle: async (id: string, url: string) => void ids.push(id, url) }
+    const result = await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0)
+    expect(result.stdout).toBe('\uFFFD\u{1F600}')
+    expect(ids).toEqual(['\uFFFD', 's3://b/\uFFFD'])
+    // What the plain-Node way passes to spawn gives the same bytes.
+    const parsed = JSON.parse(spec)
+    expect(Buffer.from(parsed.chunks[0].command.slice(10)).toString()).toBe(result.stdout)
+  })
+
   it('an object that only looks like an AbortSignal is refused; a signal that fires while listened to runs nothing', async () => {
     const { dir, path, runtime } = setup('touch ran')
     const fake = await runtime.run(path, 0, { signal: { aborted: false } as unknown as AbortSignal }).catch((e) => e)

@@ -50,7 +50,51 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(bytes),
     };
-    let mut de = serde_json::Deserializer::from_str(&text);
+    match plan_text(&text, source_name, target) {
+        Ok(plan) if plan.command.is_ok() => Ok(plan),
+        // `JSON.parse` keeps a lone UTF-16 surrogate (`"\ud800"`) in a string, which a Rust
+        // string cannot hold: the spec is read again with each one as U+FFFD, what Node makes
+        // of one in a command line or a path.
+        failed => match without_lone_surrogates(&text) {
+            Some(text) => plan_text(&text, source_name, target),
+            None => failed,
+        },
+    }
+}
+
+/// `text` with the `\u` escape of each lone surrogate made `\ufffd` (the same length, so that
+/// an error's line and column stay right); `None` when it has none.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| match (bytes.get(at..at + 2), text.get(at + 2..at + 6)) {
+        (Some(b"\\u"), Some(hex)) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u16::from_str_radix(hex, 16).ok()
+        }
+        _ => None,
+    };
+    let (mut fixed, mut at) = (None::<Vec<u8>>, 0);
+    while let Some(found) = bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+    {
+        at += found;
+        match unit(at) {
+            Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => at += 12,
+            Some(0xD800..=0xDFFF) => {
+                let fixed = fixed.get_or_insert_with(|| bytes.to_vec());
+                fixed[at + 2..at + 6].copy_from_slice(b"fffd");
+                at += 6;
+            }
+            // Any other escape, `\\` included: its next character is not a backslash that
+            // starts one.
+            _ => at += 2,
+        }
+    }
+    fixed.and_then(|fixed| String::from_utf8(fixed).ok())
+}
+
+fn plan_text(text: &str, source_name: &str, target: Target) -> Result<JobPlan, Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
     // NaN equals no id: a merge skips every chunk.
     let wanted = match target {
         Target::Chunk(id) => id as f64,
@@ -588,6 +632,31 @@ mod tests {
             plan_of(&unclosed, 0).unwrap_err(),
             Error::InvalidJson { .. }
         ));
+    }
+
+    #[test]
+    fn lone_surrogates_which_json_parse_keeps_become_replacement_characters() {
+        let spec = r#"{"id":"\udc00j","mergeCommand":"m \ud800","chunks":[{"id":0,"command":"echo \ud800\\ud800 \ud83d\ude00","outputFile":"o\udfff"}]}"#;
+        let p = plan(spec.as_bytes(), "f", Target::Chunk(0)).unwrap();
+        assert_eq!(p.job_id, Some(Value::from("\u{FFFD}j")));
+        assert_eq!(p.command.unwrap(), "echo \u{FFFD}\\ud800 \u{1F600}");
+        assert_eq!(p.output_file.as_deref(), Some("o\u{FFFD}"));
+        let merge = plan(spec.as_bytes(), "f", Target::Merge).unwrap();
+        assert_eq!(merge.command.unwrap(), "m \u{FFFD}");
+        // A spec that is invalid for another reason keeps its own error, at its own place.
+        let err = plan(br#"{"id":"\ud800","chunks":[}"#, "f", Target::Chunk(0)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidJson {
+                    line: 1,
+                    column: 26,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(without_lone_surrogates(r"a\\ud800 \"), None);
     }
 
     #[test]
