@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -66,6 +66,23 @@ describe('helios-worker', () => {
     expect(worker([spec, '2']).code).toBe(7)
     expect(worker([spec, '3']).code).toBe(128 + 9)
     expect(worker([spec, '4', '--timeout', '200']).code).toBe(124)
+  })
+
+  it.skipIf(process.platform !== 'linux')('exits 124 when the timeout runs out before the command starts; refuses one past 2^31-1 ms', () => {
+    const fifo = join(tempDir(), 'nobody-writes.json')
+    execFileSync('mkfifo', [fifo])
+    const early = worker([fifo, '0', '--timeout', '300'])
+    expect(early.code).toBe(124)
+    expect(early.stderr).toContain('loading the job spec; its command never started (ERR_RUN_TIMEOUT)')
+    const far = worker([spec, '0', '--timeout', '2147483648'])
+    expect(far).toMatchObject({ code: 2, stdout: '' })
+    expect(far.stderr).toContain('--timeout must be at most 2147483647 (ms), got 2147483648')
+  })
+
+  it('exits 1, not 2 (a usage error), when it cannot make a workspace of its own', () => {
+    const r = worker([spec, '0'], { TMPDIR: join(tempDir(), 'missing') })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^helios-worker: cannot make a workspace: ENOENT/)
   })
 
   it.each(INDEX_VARIABLES)('takes the chunk from %s', (name) => {
@@ -342,6 +359,29 @@ describe('the workspace helios-worker makes for itself', () => {
     child.kill('SIGTERM')
     expect(await new Promise<number | null>((exited) => child.on('exit', (c) => exited(c)))).toBe(143)
     expect(readdirSync(own).filter((name) => name.startsWith('helios-worker-'))).toEqual([])
+  })
+
+  it('is removed when SIGHUP or SIGQUIT ends it, or a second signal comes during the clean-up', async () => {
+    const own = tempDir('hwr-tmpdir-')
+    // Many files, so that removing them takes long enough for a second signal to land meanwhile.
+    const busy = writeSpec(tempDir(), specOf('sh -c "mkdir d && cd d && seq 8000 | xargs touch && echo started && sleep 30"'))
+    const cases: [NodeJS.Signals[], number][] = [
+      [['SIGHUP'], 129],
+      [['SIGQUIT'], 131],
+      [['SIGINT', 'SIGINT'], 130],
+      [['SIGTERM', 'SIGTERM'], 143],
+    ]
+    for (const [signals, code] of cases) {
+      const child = spawn(process.execPath, [cli, busy, '0'], { env: envWith({ TMPDIR: own }), stdio: ['ignore', 'pipe', 'inherit'] })
+      const exited = new Promise<number | null>((done) => child.on('exit', (c) => done(c)))
+      await new Promise<void>((started) => child.stdout.on('data', (d) => String(d).includes('started') && started()))
+      for (const signal of signals) {
+        child.kill(signal)
+        await sleep(50)
+      }
+      expect(await exited, signals.join(' then ')).toBe(code)
+      expect(readdirSync(own).filter((name) => name.startsWith('helios-worker-')), signals.join(' then ')).toEqual([])
+    }
   })
 })
 

@@ -42,7 +42,8 @@ Options:
                         removed again when helios-worker ends)
   --per-job             run in <workspace>/<job id>, the job id made safe for a file name,
                         so that jobs sharing a workspace never share a file
-  --timeout MS          end the command's process group after MS milliseconds (exit code 124)
+  --timeout MS          end the run after MS milliseconds, at most 2147483647 (exit code 124):
+                        its command's process group, or the loading that comes before it
   --json                print the result (without the output, which was streamed) as one
                         JSON line of its own at the end
   -h, --help            print this help
@@ -52,7 +53,11 @@ Exit codes:
   the command's own exit code; 128 + the signal number when a signal ended it; 124 when the
   timeout ended it; 2 for a usage error; 1 for any other failure (message on stderr),
   including a chunk that exits 0 but leaves its declared outputFile missing or empty.
-  SIGTERM or SIGINT ends the command's process group, then exits 143 or 130.`
+  SIGTERM, SIGINT, SIGHUP or SIGQUIT ends the command's process group, then exits 128 + the
+  signal number (143, 130, 129, 131).`
+
+/** The signals that end a run: the command's group is killed, the own workspace removed. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT']
 
 class UsageError extends Error {}
 
@@ -102,9 +107,9 @@ function parse(argv, env) {
   if (merge && rest.length > 1) throw new UsageError(`merge takes no chunkId, got '${rest[1]}'`)
   if (rest.length > 2) throw new UsageError(`unexpected argument '${rest[2]}'`)
   const timeout = values.timeout === undefined ? undefined : nonNegativeInteger(values.timeout, '--timeout')
+  if (timeout > 2 ** 31 - 1) throw new UsageError(`--timeout must be at most 2147483647 (ms), got ${values.timeout}`)
   if (values.workspace === '') throw new UsageError('--workspace needs a directory, got an empty one')
   const chunkId = merge ? undefined : chunkFrom(rest[1], env)
-  const given = values.workspace ?? (env.HELIOS_WORKSPACE_DIR || undefined)
   return {
     json: values.json,
     perJob: values['per-job'],
@@ -112,12 +117,24 @@ function parse(argv, env) {
     jobPath: rest[0],
     chunkId,
     timeout,
-    workspace: given ?? mkdtempSync(join(tmpdir(), 'helios-worker-')),
-    ownWorkspace: given === undefined,
+    workspace: values.workspace ?? (env.HELIOS_WORKSPACE_DIR || undefined),
   }
 }
 
 async function main(argv, env) {
+  // Listened to for as long as the process lives, before anything is made: a signal at any
+  // moment, a second one during the clean-up included, ends the run and still lets the
+  // workspace be removed.
+  const controller = new AbortController()
+  let stoppedBy = null
+  for (const signal of STOP_SIGNALS) {
+    process.on(signal, () => {
+      stoppedBy ??= signal
+      controller.abort(new Error(`helios-worker received ${signal}`))
+    })
+  }
+  /** The exit code of the signal that stopped the run, once one did. */
+  const stopped = () => stoppedBy && 128 + constants.signals[stoppedBy]
   let options
   try {
     options = parse(argv, env)
@@ -133,6 +150,16 @@ async function main(argv, env) {
     process.stdout.write(`${version}\n`)
     return 0
   }
+  if (stopped()) return stopped()
+  options.ownWorkspace = options.workspace === undefined
+  if (options.ownWorkspace) {
+    try {
+      options.workspace = mkdtempSync(join(tmpdir(), 'helios-worker-'))
+    } catch (err) {
+      process.stderr.write(`helios-worker: cannot make a workspace: ${err.message}\n`)
+      return 1
+    }
+  }
 
   // A reader that goes away (`| head`) must not crash the worker: the command runs on, its
   // output goes nowhere, and the exit code is still the command's.
@@ -142,7 +169,7 @@ async function main(argv, env) {
     })
   }
   try {
-    return await runCommand(options)
+    return stopped() || (await runCommand(options, controller.signal, stopped))
   } finally {
     // A workspace this process made for itself holds nothing anyone else will read.
     if (options.ownWorkspace) {
@@ -180,23 +207,17 @@ function outputProblem(result, declaredOutputPath) {
   return bytes === 0 ? `its outputFile ${path} is empty (0 bytes)` : undefined
 }
 
-async function runCommand(options) {
+/** Run the chunk (or the merge) until it ends or `signal` aborts; `stopped()` is the exit
+ * code of the process signal that aborted it, once one did. */
+async function runCommand(options, signal, stopped) {
   const { WorkerRuntime } = require('..')
   const { declaredOutputPath } = require('../lib/worker-runtime.js')
-  const controller = new AbortController()
-  let stoppedBy = null
-  for (const signal of ['SIGTERM', 'SIGINT']) {
-    process.once(signal, () => {
-      stoppedBy = signal
-      controller.abort(new Error(`helios-worker received ${signal}`))
-    })
-  }
   // Whether the last byte the command wrote to stdout was a newline (nothing written counts).
   let atLineStart = true
   const toStdout = write(process.stdout)
   const runOptions = {
     timeout: options.timeout,
-    signal: controller.signal,
+    signal,
     onStdout: (text) => {
       if (text.length > 0) atLineStart = text.endsWith('\n')
       toStdout(text)
@@ -244,9 +265,10 @@ async function runCommand(options) {
     }
     return result.exitCode
   } catch (err) {
-    if (stoppedBy) return 128 + constants.signals[stoppedBy]
+    if (stopped()) return stopped()
     process.stderr.write(`helios-worker: ${err?.message ?? String(err)}${err?.code ? ` (${err.code})` : ''}\n`)
-    return 1
+    // The timeout covers the loading of the spec and the storage call too.
+    return err?.code === 'ERR_RUN_TIMEOUT' ? 124 : 1
   }
 }
 
