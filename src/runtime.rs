@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::parse_command;
@@ -210,7 +211,14 @@ where
     if done(marker.clone()).await {
         return Ok(());
     }
-    let lock = tokio::fs::File::create(&lock_path)
+    // Neither file is written through a symlink a bundle or a command may have left there: the
+    // lock is opened without following one (nor truncating), the marker is made anew.
+    let mut open_lock = std::fs::OpenOptions::new();
+    open_lock.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut open_lock, libc::O_NOFOLLOW);
+    let lock = tokio::fs::OpenOptions::from(open_lock)
+        .open(&lock_path)
         .await
         .map_err(io(&lock_path))?
         .into_std()
@@ -233,7 +241,14 @@ where
     let (work, url) = (download(), url.to_owned());
     tokio::spawn(async move {
         work.await.map_err(Error::Storage)?;
-        let written = tokio::fs::write(&marker, url).await.map_err(io(&marker));
+        let _ = tokio::fs::remove_file(&marker).await;
+        let written = async {
+            tokio::fs::File::create_new(&marker)
+                .await?
+                .write_all(url.as_bytes())
+                .await
+        };
+        let written = written.await.map_err(io(&marker));
         drop(lock);
         written
     })
@@ -508,6 +523,48 @@ mod tests {
             ["a_b~e620c3190468cf61", "c"].map(std::ffi::OsString::from),
             "{names:?}"
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_download_marks_are_never_written_through_a_symlink() {
+        let dir = temp_dir("perjob-links");
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        let source = write_spec(
+            &dir,
+            r#"{"id":"j","assetsUrl":"s3://b","chunks":[{"id":0,"command":"cat asset.txt"}]}"#,
+        );
+        let job = dir.join("w/j");
+        std::fs::create_dir_all(&job).unwrap();
+        std::os::unix::fs::symlink(&victim, job.join(".helios-assets")).unwrap();
+        let store = Arc::new(CountingStore {
+            calls: 0.into(),
+            fail: 0,
+        });
+        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        let run = || {
+            let extras = RunExtras {
+                storage: Some(store.clone()),
+                ..RunExtras::default()
+            };
+            runtime.run(
+                source.clone(),
+                Target::Chunk(0),
+                Controls::default(),
+                extras,
+            )
+        };
+        assert_eq!(run().await.unwrap().stdout, "a");
+        assert_eq!(
+            std::fs::read_to_string(job.join(".helios-assets")).unwrap(),
+            "s3://b"
+        );
+        std::fs::remove_file(job.join(".helios-assets")).unwrap();
+        std::fs::remove_file(job.join(".helios-assets.lock")).unwrap();
+        std::os::unix::fs::symlink(&victim, job.join(".helios-assets.lock")).unwrap();
+        assert_eq!(run().await.unwrap_err().code(), "ELOOP");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]
