@@ -117,10 +117,26 @@ impl Runtime {
             cancel,
         })
         .await?;
-        if let Some(path) = output_file.and_then(|file| local_path(&cwd, &file)) {
-            let meta = tokio::fs::metadata(&path).await;
-            outcome.output_bytes = meta.ok().filter(|m| m.is_file()).map(|m| m.len());
-            outcome.output_path = Some(path);
+        if let Some(file) = output_file {
+            outcome.output_path = local_path(&cwd, &file);
+            if let Some(path) = &outcome.output_path {
+                outcome.output_bytes = file_size(path).await;
+            }
+            // After a symlinked directory, `..` leads where the file system goes (the parent of
+            // the link's target), not where the lexical path points: look there too.
+            let physical = cwd.join(&file);
+            let local = outcome.output_path.is_some() && !file.starts_with("file:");
+            if local && outcome.output_bytes.is_none() && file.contains("..") {
+                if let (Some(bytes), Some(dir), Some(name)) = (
+                    file_size(&physical).await,
+                    physical.parent(),
+                    physical.file_name(),
+                ) {
+                    let dir = tokio::fs::canonicalize(dir).await.unwrap_or(dir.to_owned());
+                    (outcome.output_path, outcome.output_bytes) =
+                        (Some(dir.join(name)), Some(bytes));
+                }
+            }
         }
         Ok(outcome)
     }
@@ -145,6 +161,12 @@ fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
         }
     }
     Some(clean)
+}
+
+/// The size of `path` when it is a regular file.
+async fn file_size(path: &Path) -> Option<u64> {
+    let meta = tokio::fs::metadata(path).await.ok();
+    meta.filter(|m| m.is_file()).map(|m| m.len())
 }
 
 /// The per-job directory of a job: its id, made safe for a file name. An id that had to be
@@ -575,7 +597,7 @@ mod tests {
         let dir = temp_dir("output");
         let source = write_spec(
             &dir,
-            r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"}]}"#,
+            r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"},{"id":3,"outputFile":"link/../d.txt","command":"sh -c 'printf abcd > link/../d.txt'"}]}"#,
         );
         let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
         let run = |id| {
@@ -598,6 +620,18 @@ mod tests {
             (missing.output_path, missing.output_bytes),
             (Some(dir.join("none")), None)
         );
+        // `..` after a symlinked directory: the file the command wrote, where the file system
+        // put it, and not the lexical `<dir>/d.txt`.
+        #[cfg(unix)]
+        {
+            std::fs::create_dir_all(dir.join("elsewhere/renders")).unwrap();
+            std::os::unix::fs::symlink(dir.join("elsewhere/renders"), dir.join("link")).unwrap();
+            let through_link = run(3).await.unwrap();
+            let written = dir.join("elsewhere").canonicalize().unwrap().join("d.txt");
+            assert_eq!(through_link.output_path, Some(written));
+            assert_eq!(through_link.output_bytes, Some(4));
+            assert!(!dir.join("d.txt").exists());
+        }
     }
 
     #[tokio::test]
