@@ -118,24 +118,8 @@ impl Runtime {
         })
         .await?;
         if let Some(file) = output_file {
-            outcome.output_path = local_path(&cwd, &file);
-            if let Some(path) = &outcome.output_path {
-                outcome.output_bytes = file_size(path).await;
-            }
-            // After a symlinked directory, `..` leads where the file system goes (the parent of
-            // the link's target), not where the lexical path points: look there too.
-            let physical = cwd.join(&file);
-            let local = outcome.output_path.is_some() && !file.starts_with("file:");
-            if local && outcome.output_bytes.is_none() && file.contains("..") {
-                if let (Some(bytes), Some(dir), Some(name)) = (
-                    file_size(&physical).await,
-                    physical.parent(),
-                    physical.file_name(),
-                ) {
-                    let dir = tokio::fs::canonicalize(dir).await.unwrap_or(dir.to_owned());
-                    (outcome.output_path, outcome.output_bytes) =
-                        (Some(dir.join(name)), Some(bytes));
-                }
+            if let Some((path, bytes)) = find_output(&cwd, &file).await {
+                (outcome.output_path, outcome.output_bytes) = (Some(path), bytes);
             }
         }
         Ok(outcome)
@@ -161,6 +145,30 @@ fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
         }
     }
     Some(clean)
+}
+
+/// Where the chunk's `outputFile` is, and its size when it is a regular file. Looked for as
+/// `path.resolve` names it; when that holds no file and the name has a `..`, also as the file
+/// system resolves it: after a symlinked directory, `..` leads to the parent of the link's
+/// target, not back to the directory the link is in.
+async fn find_output(cwd: &Path, file: &str) -> Option<(PathBuf, Option<u64>)> {
+    let path = local_path(cwd, file)?;
+    let bytes = file_size(&path).await;
+    if bytes.is_some() || !file.contains("..") || file.starts_with("file:") {
+        return Some((path, bytes));
+    }
+    let physical = cwd.join(file);
+    let (Some(bytes), Some(dir), Some(name)) = (
+        file_size(&physical).await,
+        physical.parent(),
+        physical.file_name(),
+    ) else {
+        return Some((path, None));
+    };
+    let dir = tokio::fs::canonicalize(dir)
+        .await
+        .unwrap_or_else(|_| dir.to_owned());
+    Some((dir.join(name), Some(bytes)))
 }
 
 /// The size of `path` when it is a regular file.
