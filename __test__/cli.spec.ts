@@ -1,11 +1,11 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import pkg from '../package.json'
-import { cleanup, closeServers, existsSync, json, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
+import { cleanup, closeServers, eventually, existsSync, json, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
 
 afterAll(async () => {
   await closeServers()
@@ -423,5 +423,107 @@ describe('fan-out, as an engine runs it', () => {
     const bytes = readFileSync(merged)
     expect(bytes.toString('latin1').split('FRAME\n').length - 1).toBe(frames)
     expect(bytes.equals(readFileSync(whole))).toBe(true)
+  })
+})
+
+describe('helios-worker passes signals on', () => {
+  /** Start the CLI on `command` and wait until it printed `started`. */
+  async function started(command: string) {
+    const child = spawn(process.execPath, [cli, writeSpec(tempDir(), specOf(command)), '0'], {
+      env: envWith(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const exited = new Promise<number | null>((done) => child.on('exit', (c) => done(c)))
+    await new Promise<void>((ready) => child.stdout.on('data', () => out.includes('started') && ready()))
+    return { child, exited, out: () => out }
+  }
+
+  it('gives the chunk SIGTERM and its grace: a trap that cleans up runs, then it exits 143', async () => {
+    const cleaned = join(tempDir(), 'cleaned')
+    const { child, exited } = await started(`sh -c "trap 'touch ${cleaned}; exit 0' TERM; echo started; while :; do sleep 0.05; done"`)
+    child.kill('SIGTERM')
+    // Stopped, so 143 although the chunk itself exited 0.
+    expect(await exited).toBe(143)
+    expect(existsSync(cleaned)).toBe(true)
+  })
+
+  it('kills a chunk that ignores SIGTERM at once on a second SIGTERM', async () => {
+    const marker = join(tempDir(), 'outlived')
+    const { child, exited } = await started(`sh -c "trap '' TERM; echo started; sleep 3; touch '${marker}'"`)
+    child.kill('SIGTERM')
+    await sleep(200)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    // Without the second signal the grace (5 s) would have let it write the marker at 3 s.
+    await sleep(3500)
+    expect(existsSync(marker)).toBe(false)
+  })
+
+  it('passes SIGUSR1 and SIGUSR2 on to the chunk, and opens no inspector', async () => {
+    const { child, exited, out } = await started(
+      `sh -c "trap 'echo got-usr1' USR1; trap 'echo got-usr2; exit 0' USR2; echo started; while :; do sleep 0.05; done"`,
+    )
+    child.kill('SIGUSR1')
+    expect(await eventually(() => out().includes('got-usr1'))).toBe(true)
+    child.kill('SIGUSR2')
+    expect(await exited).toBe(0)
+    expect(out()).toContain('got-usr2')
+    expect(out()).not.toContain('Debugger')
+  })
+})
+
+describe('helios-worker keeps rendering', () => {
+  it('when its own stdout or stderr fails (a full disk), and exits with the chunk code', () => {
+    const work = tempDir()
+    const done = join(work, 'done')
+    const path = writeSpec(work, specOf(`sh -c "echo out; echo err >&2; sleep 0.2; echo more; echo more >&2; touch '${done}'"`))
+    for (const stdio of [['ignore', 'pipe', 'inherit'], ['ignore', 'ignore', 'pipe']] as const) {
+      const full = openSync('/dev/full', 'w')
+      const io = stdio.map((s) => (s === 'pipe' ? full : s))
+      const r = spawnSync(process.execPath, [cli, path, '0'], { env: envWith(), stdio: io as any, timeout: 60_000 })
+      expect(r.status).toBe(0)
+      expect(existsSync(done)).toBe(true)
+      rmSync(done)
+    }
+  })
+
+  it('exits 128 + n for a real-time signal, which has no name', () => {
+    const path = writeSpec(tempDir(), specOf('sh -c "kill -37 $$"'))
+    const r = worker([path, '0', '--json'])
+    expect(JSON.parse(r.stdout).signal).toBe('37')
+    expect(r.code).toBe(128 + 37)
+  })
+
+  it('refuses an empty jobPath as a usage error', () => {
+    expect(worker(['', '0']).code).toBe(2)
+    expect(worker(['merge', '']).code).toBe(2)
+  })
+
+  it('prints a --json line with the error when the run fails or the outputFile is missing', () => {
+    const r = worker([spec, '99', '--json'])
+    expect(r.code).toBe(1)
+    const line = JSON.parse(r.stdout.trim())
+    expect(line).toMatchObject({ chunkId: 99, error: { code: 'ERR_CHUNK_NOT_FOUND', message: 'Chunk with ID 99 not found in job spec' } })
+    const slow = worker([spec, '4', '--timeout', '100', '--json'])
+    expect(slow.code).toBe(124)
+    expect(JSON.parse(slow.stdout.trim())).toMatchObject({ chunkId: 4, timedOut: true, exitCode: -1 })
+    const missing = writeSpec(tempDir(), { chunks: [{ id: 0, command: 'true', outputFile: 'out.mp4' }] })
+    const m = worker([missing, '0', '--json'])
+    expect(m.code).toBe(1)
+    expect(JSON.parse(m.stdout.trim())).toMatchObject({ exitCode: 0, error: { code: 'ERR_OUTPUT_MISSING' } })
+    expect(JSON.parse(m.stdout.trim()).error.message).toMatch(/^chunk 0 exited 0 but its outputFile .*out\.mp4 is missing$/)
+  })
+
+  it('has its own workspace removed even when it is killed with SIGKILL', async () => {
+    const own = tempDir('hwr-tmpdir-')
+    const path = writeSpec(tempDir(), specOf('sh -c "echo started; touch partial; sleep 30"'))
+    const child = spawn(process.execPath, [cli, path, '0'], { env: envWith({ TMPDIR: own }), stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((ready) => child.stdout.on('data', (d) => String(d).includes('started') && ready()))
+    const made = () => readdirSync(own).filter((name) => name.startsWith('helios-worker-'))
+    expect(made()).toHaveLength(1)
+    child.kill('SIGKILL')
+    expect(await eventually(() => made().length === 0, 10_000)).toBe(true)
   })
 })

@@ -320,6 +320,12 @@ describe('a runtime per request, as the infrastructure package creates them', ()
       process.env.NO_PROXY = '127.0.0.1'
       expect((await runtime().run(`${url}/job.json`, 0)).stdout).toBe('fetched\n')
       expect(proxied).toHaveLength(1)
+      // `*` is every host, an IP address too, alone or in a list.
+      for (const list of ['*', 'example.test, *']) {
+        process.env.NO_PROXY = list
+        expect((await runtime().run(`${url}/job.json`, 0)).stdout).toBe('fetched\n')
+        expect(proxied, list).toHaveLength(1)
+      }
     } finally {
       for (const [key, value] of Object.entries(saved)) {
         if (value === undefined) delete process.env[key]

@@ -601,4 +601,82 @@ describe('more hostile inputs', () => {
     const missing = await new WorkerRuntime({ workspaceDir: dir }).run(path, 0, { env: { PATH: dir } }).catch((e) => e)
     expect(missing).toMatchObject({ code: 'ENOENT', message: 'spawn not-runnable ENOENT' })
   })
+
+  it('a number past a double’s range, which JSON.parse reads as Infinity, is no error: in another chunk or as the id', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, '{"id":1e400,"assetsUrl":"s3://b/a.zip","chunks":[{"id":1e400,"command":"false"},{"id":-' + '9'.repeat(400) + '},{"id":0,"command":"echo ran"}]}')
+    let seen: unknown
+    const storage = { downloadAssetBundle: (jobId: unknown) => void (seen = jobId) }
+    const result = await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0)
+    expect(result.stdout).toBe('ran\n')
+    expect(seen).toBe(Infinity)
+    const perJob = await new WorkerRuntime({ workspaceDir: dir, storage, perJobWorkspace: true }).run(path, 0)
+    expect(perJob.stdout).toBe('ran\n')
+    expect(readdirSync(dir).some((name) => name.startsWith('Infinity~'))).toBe(true)
+  })
+
+  it('a spec id of any depth reaches the adapter as JSON.parse makes it', async () => {
+    const dir = tempDir()
+    const id = `{"a":${'['.repeat(300)}1e400,"\\ud800"${']'.repeat(300)},"a":{"b":-0}}`
+    const path = writeSpec(dir, `{"id":${id},"assetsUrl":"s3://b/a.zip","chunks":[{"id":0,"command":"true"}]}`)
+    let seen: unknown
+    const storage = { downloadAssetBundle: (jobId: unknown) => void (seen = jobId) }
+    await new WorkerRuntime({ workspaceDir: dir, storage }).run(path, 0)
+    expect(seen).toEqual(JSON.parse(id))
+    expect(Object.is((seen as { a: { b: number } }).a.b, -0)).toBe(true)
+  })
+
+  it('a file: URL with an encoded / or NUL is refused, as fileURLToPath refuses it, never read as another file', async () => {
+    const dir = tempDir()
+    execFileSync('mkdir', [join(dir, 'd1')])
+    writeSpec(join(dir, 'd1'), specOf('echo other file'))
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const slash = await runtime.run(`file://${dir}/d1%2Fjob.json`, 0).catch((e) => e)
+    expect(slash).toMatchObject({ code: 'ERR_INVALID_URL', name: 'TypeError' })
+    expect(slash.message).toContain('encoded / characters')
+    const nul = await runtime.run(`file://${dir}/d1/job.json%00`, 0).catch((e) => e)
+    expect(nul).toMatchObject({ code: 'ERR_INVALID_URL', name: 'TypeError' })
+    expect(nul.message).toContain('NUL bytes')
+  })
+
+  it('NODE_EXTRA_CA_CERTS naming a device or a FIFO is skipped with a warning, never read', () => {
+    const dir = tempDir()
+    execFileSync('mkfifo', [join(dir, 'fifo')])
+    // Node reads the variable at its start (and would wait for a FIFO's writer itself): the
+    // FIFO is named once Node runs.
+    for (const [file, atStart] of [['/dev/zero', true], [join(dir, 'fifo'), false]] as const) {
+      const r = spawnSync(process.execPath, ['-e', `
+        ${atStart ? '' : `process.env.NODE_EXTRA_CA_CERTS = ${JSON.stringify(file)}`}
+        const { WorkerRuntime } = require(${JSON.stringify(addon)})
+        const rt = new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} })
+        console.log('made', rt.workspaceDir.length > 0)
+      `], { env: { ...process.env, NODE_EXTRA_CA_CERTS: atStart ? file : '' }, encoding: 'utf8', timeout: 30_000 })
+      expect(r.status, file).toBe(0)
+      expect(r.stdout).toBe('made true\n')
+      expect(r.stderr).toContain(`Ignoring extra certs from \`${file}\`, load failed: not a regular file`)
+    }
+  })
+
+  it('a downloadAssetBundle replaced or spied on after the runtime was made is the one called, as a method', async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'true' }] })
+    const calls: string[] = []
+    const storage: { downloadAssetBundle: (...args: unknown[]) => unknown } = { downloadAssetBundle: () => void calls.push('original') }
+    const runtime = new WorkerRuntime({ workspaceDir: dir, storage: storage as never })
+    storage.downloadAssetBundle = function (this: unknown) {
+      calls.push(this === storage ? 'replaced, as a method' : 'replaced, detached')
+    }
+    await runtime.run(path, 0)
+    expect(calls).toEqual(['replaced, as a method'])
+    ;(storage as { downloadAssetBundle: unknown }).downloadAssetBundle = 'gone'
+    const err = await runtime.run(path, 0).catch((e) => e)
+    expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
+    expect(err.message).toContain('config.storage.downloadAssetBundle')
+  })
+
+  it('an env key named __proto__ is a variable like any other, as for spawn', async () => {
+    const { path, runtime } = setup('sh -c "env | grep -c ^__proto__=x$; echo $A"')
+    const result = await runtime.run(path, 0, { env: JSON.parse('{"__proto__":"x","A":"1"}') })
+    expect(result.stdout).toBe('1\n1\n')
+  })
 })

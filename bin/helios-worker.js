@@ -4,6 +4,7 @@
 // (array job) or by hand.
 'use strict'
 
+const { spawn } = require('node:child_process')
 const { mkdtempSync, rmSync, statSync } = require('node:fs')
 const { constants, tmpdir } = require('node:os')
 const { join, resolve } = require('node:path')
@@ -53,11 +54,19 @@ Exit codes:
   the command's own exit code; 128 + the signal number when a signal ended it; 124 when the
   timeout ended it; 2 for a usage error; 1 for any other failure (message on stderr),
   including a chunk that exits 0 but leaves its declared outputFile missing or empty.
-  SIGTERM, SIGINT, SIGHUP or SIGQUIT ends the command's process group, then exits 128 + the
-  signal number (143, 130, 129, 131).`
+  SIGTERM, SIGINT, SIGHUP or SIGQUIT is passed on to the command's process group, which is
+  killed if it has not ended 5 s later (at once on a second such signal, or when the command
+  has not started yet); then helios-worker exits 128 + the signal number (143, 130, 129, 131).
+  SIGUSR1, SIGUSR2 and SIGALRM are passed on to the command's process group, nothing more.`
 
-/** The signals that end a run: the command's group is killed, the own workspace removed. */
+/** The signals that stop a run: passed on to the command's group, which is killed when it has
+ * not ended after `KILL_GRACE_MS` (a second one kills it at once); the CLI then exits 128 + n. */
 const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT']
+/** The signals only passed on (Slurm's `--signal`, a checkpoint request): SIGUSR1 would open
+ * Node's inspector, the others end Node without its clean-up. */
+const PASSED_SIGNALS = ['SIGUSR1', 'SIGUSR2', 'SIGALRM']
+/** As the runtime's default `killGracePeriod`. */
+const KILL_GRACE_MS = 5000
 
 class UsageError extends Error {}
 
@@ -104,6 +113,7 @@ function parse(argv, env) {
   const merge = positionals[0] === 'merge'
   const rest = merge ? positionals.slice(1) : positionals
   if (rest.length < 1) throw new UsageError(merge ? 'merge: missing jobPath' : 'missing jobPath')
+  if (rest[0] === '') throw new UsageError('jobPath is empty')
   if (merge && rest.length > 1) throw new UsageError(`merge takes no chunkId, got '${rest[1]}'`)
   if (rest.length > 2) throw new UsageError(`unexpected argument '${rest[2]}'`)
   const timeout = values.timeout === undefined ? undefined : nonNegativeInteger(values.timeout, '--timeout')
@@ -126,13 +136,20 @@ async function main(argv, env) {
   // moment, a second one during the clean-up included, ends the run and still lets the
   // workspace be removed.
   const controller = new AbortController()
+  // The run's options: the run is found by them to pass a signal on.
+  const runOptions = {}
+  const passOn = (signal) => require('../lib/worker-runtime.js').signalRun(runOptions, signal)
   let stoppedBy = null
+  const abort = (signal) => controller.abort(new Error(`helios-worker received ${signal}`))
   for (const signal of STOP_SIGNALS) {
     process.on(signal, () => {
-      stoppedBy ??= signal
-      controller.abort(new Error(`helios-worker received ${signal}`))
+      if (stoppedBy) return abort(signal)
+      stoppedBy = signal
+      if (passOn(signal)) setTimeout(abort, KILL_GRACE_MS, signal).unref()
+      else abort(signal)
     })
   }
+  for (const signal of PASSED_SIGNALS) process.on(signal, () => passOn(signal))
   /** The exit code of the signal that stopped the run, once one did. */
   const stopped = () => stoppedBy && 128 + constants.signals[stoppedBy]
   let options
@@ -159,17 +176,16 @@ async function main(argv, env) {
       process.stderr.write(`helios-worker: cannot make a workspace: ${err.message}\n`)
       return 1
     }
+    removeWhenKilled(options.workspace)
   }
 
-  // A reader that goes away (`| head`) must not crash the worker: the command runs on, its
-  // output goes nowhere, and the exit code is still the command's.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err) => {
-      if (err.code !== 'EPIPE') throw err
-    })
-  }
+  // A reader that goes away (`| head`) or a log that fails (a full disk, EIO) must not end the
+  // render: the command runs on, its output goes nowhere, the exit code is still its own.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   try {
-    return stopped() || (await runCommand(options, controller.signal, stopped))
+    if (stopped()) return stopped()
+    const code = await runCommand(options, controller.signal, stopped, runOptions)
+    return stopped() || code
   } finally {
     // A workspace this process made for itself holds nothing anyone else will read.
     if (options.ownWorkspace) {
@@ -207,15 +223,35 @@ function outputProblem(result, declaredOutputPath) {
   return bytes === 0 ? `its outputFile ${path} is empty (0 bytes)` : undefined
 }
 
+/** A workspace of its own is removed even when this process is killed outright (SIGKILL, the
+ * OOM killer): a shell in a group of its own waits for the end of a pipe only this process
+ * holds, then removes it (already gone after a normal end). Without a shell, nothing more. */
+function removeWhenKilled(dir) {
+  try {
+    const script = 'trap "" INT TERM HUP QUIT; while read -r _; do :; done; [ -e "$1" ] || exit 0; sleep 1; rm -rf -- "$1"'
+    const child = spawn('/bin/sh', ['-c', script, 'helios-worker-cleanup', dir], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      detached: true,
+    })
+    child.on('error', () => {})
+    child.stdin.on('error', () => {})
+    child.unref()
+    child.stdin.unref()
+  } catch {}
+}
+
+/** 128 + the number of signal `name` (a name, or the number of one without a name). */
+const signalExit = (name) => 128 + (constants.signals[name] ?? (Number.parseInt(name, 10) || 0))
+
 /** Run the chunk (or the merge) until it ends or `signal` aborts; `stopped()` is the exit
  * code of the process signal that aborted it, once one did. */
-async function runCommand(options, signal, stopped) {
+async function runCommand(options, signal, stopped, runOptions) {
   const { WorkerRuntime } = require('..')
   const { declaredOutputPath } = require('../lib/worker-runtime.js')
   // Whether the last byte the command wrote to stdout was a newline (nothing written counts).
   let atLineStart = true
   const toStdout = write(process.stdout)
-  const runOptions = {
+  Object.assign(runOptions, {
     timeout: options.timeout,
     signal,
     onStdout: (text) => {
@@ -223,8 +259,15 @@ async function runCommand(options, signal, stopped) {
       toStdout(text)
     },
     onStderr: write(process.stderr),
-  }
+  })
   const what = options.merge ? 'the merge' : `chunk ${options.chunkId}`
+  const head = () => ({
+    ...(options.merge ? { merge: true } : { chunkId: options.chunkId }),
+    workspace: resolve(options.workspace),
+    ...(options.perJob ? { perJobWorkspace: true } : undefined),
+  })
+  /** The result line of `--json`, on a line of its own. */
+  const printJson = (fields) => toStdout(`${atLineStart ? '' : '\n'}${JSON.stringify({ ...head(), ...fields })}\n`)
   try {
     const runtime = new WorkerRuntime({
       workspaceDir: options.workspace,
@@ -240,33 +283,28 @@ async function runCommand(options, signal, stopped) {
     } else {
       result = await runtime.run(options.jobPath, options.chunkId, runOptions)
     }
+    const problem = result.exitCode === 0 && !options.merge ? outputProblem(result, declaredOutputPath) : undefined
+    const failure = problem && `${what} exited 0 but ${problem}`
     if (options.json) {
       const { stdout, stderr, ...summary } = result
       for (const key of ['durationMs', 'cpuUserMs', 'cpuSystemMs']) {
         if (key in summary) summary[key] = rounded(summary[key])
       }
-      const head = options.merge ? { merge: true } : { chunkId: options.chunkId }
-      const line = JSON.stringify({
-        ...head,
-        workspace: resolve(options.workspace),
-        ...(options.perJob ? { perJobWorkspace: true } : undefined),
-        ...summary,
-      })
-      toStdout(`${atLineStart ? '' : '\n'}${line}\n`)
+      printJson({ ...summary, ...(failure ? { error: { code: 'ERR_OUTPUT_MISSING', message: failure } } : undefined) })
     }
     if (result.timedOut) return 124
-    if (result.signal) return 128 + (constants.signals[result.signal] ?? 0)
-    if (result.exitCode === 0 && !options.merge) {
-      const problem = outputProblem(result, declaredOutputPath)
-      if (problem) {
-        process.stderr.write(`helios-worker: ${what} exited 0 but ${problem}\n`)
-        return 1
-      }
+    if (result.signal) return signalExit(result.signal)
+    if (failure) {
+      process.stderr.write(`helios-worker: ${failure}\n`)
+      return 1
     }
     return result.exitCode
   } catch (err) {
+    // Stopped: what stopped it (`helios-worker received SIGTERM`), not the abort it caused.
+    const message = (stopped() ? signal.reason?.message : err?.message) ?? String(err)
+    if (options.json) printJson({ error: { code: err?.code, message } })
     if (stopped()) return stopped()
-    process.stderr.write(`helios-worker: ${err?.message ?? String(err)}${err?.code ? ` (${err.code})` : ''}\n`)
+    process.stderr.write(`helios-worker: ${message}${err?.code ? ` (${err.code})` : ''}\n`)
     // The timeout covers the loading of the spec and the storage call too.
     return err?.code === 'ERR_RUN_TIMEOUT' ? 124 : 1
   }

@@ -4,7 +4,7 @@
 // thread's own `process.env`. Everything else happens in Rust.
 'use strict'
 
-const { readFileSync } = require('node:fs')
+const { accessSync, constants: fsConstants, statSync } = require('node:fs')
 const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
@@ -30,31 +30,33 @@ function makeRuntime(native) {
       const perJobWorkspace = config.perJobWorkspace
       if (perJobWorkspace != null) v.validateBoolean(perJobWorkspace, 'config.perJobWorkspace')
       const storage = config.storage
-      let download
       if (storage != null) {
         v.validateObject(storage, 'config.storage')
-        download = v.validateFunction(storage.downloadAssetBundle, 'config.storage.downloadAssetBundle')
+        v.validateFunction(storage.downloadAssetBundle, 'config.storage.downloadAssetBundle')
       }
       const fetch = {
         ...(config.fetch == null ? undefined : fetchOptions(v.validateObject(config.fetch, 'config.fetch'))),
         ...environmentNetwork(),
       }
       this.#defaults = runControls(config, 'config')
-      this.#hasStorage = Boolean(download)
+      this.#hasStorage = storage != null
       // The native side holds this bridge for as long as it lives: it must not hold `this`,
       // or the runtime could never be collected.
       const runs = this.#runs
       this.#native = new native.WorkerRuntime({
         workspaceDir: resolve(workspaceDir),
         perJobWorkspace: perJobWorkspace ?? false,
-        storage: download && {
-          downloadAssetBundle: (jobId, remoteUrl, targetDir, runId) => {
-            const run = runs.get(runId)
-            // A call that arrives after its run has ended starts nothing.
-            if (!run) return Promise.reject(new Error('The run this download belongs to has ended'))
-            return callStorage(download, storage, run, [jobId, remoteUrl, targetDir])
-          },
-        },
+        storage: this.#hasStorage
+          ? {
+              downloadAssetBundle: (jobIdJson, remoteUrl, targetDir, runId) => {
+                const run = runs.get(runId)
+                // A call that arrives after its run has ended starts nothing.
+                if (!run) return Promise.reject(new Error('The run this download belongs to has ended'))
+                const jobId = jobIdJson == null ? undefined : JSON.parse(jobIdJson)
+                return callStorage(storage, run, [jobId, remoteUrl, targetDir])
+              },
+            }
+          : undefined,
         fetch,
         ...this.#defaults.native,
         env: this.#defaults.env,
@@ -72,7 +74,7 @@ function makeRuntime(native) {
         if (typeof chunkId !== 'number') throw v.invalidType('chunkId', 'of type number', chunkId)
         if (!Number.isSafeInteger(chunkId)) throw v.outOfRange('chunkId', 'a safe integer', chunkId)
         const given = options == null ? undefined : runControls(v.validateObject(options, 'options'), 'options')
-        return this.#start(jobPath, chunkId, given)
+        return this.#start(jobPath, chunkId, given, options)
       } catch (error) {
         // An async API reports every failure through its promise, whatever threw.
         return Promise.reject(error)
@@ -84,14 +86,15 @@ function makeRuntime(native) {
       try {
         validateJobPath(jobPath)
         const given = options == null ? undefined : runControls(v.validateObject(options, 'options'), 'options')
-        return this.#start(jobPath, undefined, given)
+        return this.#start(jobPath, undefined, given, options)
       } catch (error) {
         return Promise.reject(error)
       }
     }
 
-    /** Chunk `chunkId`, or the merge when it is undefined. */
-    #start(jobPath, chunkId, given) {
+    /** Chunk `chunkId`, or the merge when it is undefined; `handle` is the caller's options
+     * object, under which `signalRun` finds the run. */
+    #start(jobPath, chunkId, given, handle) {
       const defaults = this.#defaults
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
@@ -122,6 +125,7 @@ function makeRuntime(native) {
       if (signal || this.#hasStorage) this.#runs.set(runId, run)
       const settle = (error) => {
         if (signal) unlisten(signal, onAbort)
+        if (handle != null && runSignals.get(handle)?.runId === runId) runSignals.delete(handle)
         this.#runs.delete(runId)
         // An adapter still at work (the run timed out, failed or was aborted) may stop now.
         run.controller?.abort(run.reason ?? error ?? new Error('The run this download belongs to has ended'))
@@ -131,6 +135,7 @@ function makeRuntime(native) {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
         running = chunkId === undefined ? this.#native.merge(jobPath, options) : this.#native.run(jobPath, chunkId, options)
+        if (handle != null) runSignals.set(handle, { runId, send: (number) => this.#native.signal(runId, number) })
       } catch (error) {
         settle(error)
         throw error
@@ -157,6 +162,17 @@ function validateJobPath(jobPath) {
   v.validatePlainString(jobPath, 'jobPath')
 }
 
+/** The run last started with an options object, by that object (for the CLI). */
+const runSignals = new WeakMap()
+
+/** Send `signal` (a name or a number) to the process group of the command of the run last
+ * started with `options`, as `kill` would; `false` when that command is not running (it has
+ * not started, or it has ended). */
+function signalRun(options, signal) {
+  const number = signalNumber(signal, 'signal')
+  return runSignals.get(options)?.send(number) ?? false
+}
+
 /** The local `outputFile` each result's chunk declared, found or not (for the CLI's check). */
 const declaredOutputs = new WeakMap()
 
@@ -175,16 +191,24 @@ function declaredOutputPath(result) {
   return declaredOutputs.get(result)
 }
 
-/** `storage.downloadAssetBundle` as `await` would call it: as a method, with the run's signal
- * (already aborted if the run was), a throw or a plain value turned into a promise, a
- * non-Error wrapped as the TypeScript runtime wraps it. */
-function callStorage(download, storage, run, args) {
+/** `storage.downloadAssetBundle` as `await` would call it: as a method, looked up at the call
+ * (a method replaced or spied on after the runtime was made is the one called, as in the
+ * TypeScript runtime), with the run's signal (already aborted if the run was), a throw or a
+ * plain value turned into a promise, a non-Error wrapped as the TypeScript runtime wraps it. */
+function callStorage(storage, run, args) {
   run.controller ??= new AbortController()
   if (run.aborted) run.controller.abort(run.reason)
   const options = { signal: run.controller.signal }
+  const call = () => {
+    const download = storage.downloadAssetBundle
+    if (typeof download !== 'function') {
+      throw v.invalidType('config.storage.downloadAssetBundle', 'of type function', download)
+    }
+    return download.call(storage, ...args, options)
+  }
   // Held by the run for as long as it lasts: a promise nothing refers to can be collected
   // before it settles, and the native side would see the call as failed, not pending.
-  run.pending = new Promise((done) => done(download.call(storage, ...args, options))).then(
+  run.pending = new Promise((done) => done(call())).then(
     () => undefined,
     (error) => {
       run.adapterError = isError(error) ? error : Object.assign(new Error(asString(error)), { cause: error })
@@ -253,7 +277,8 @@ function signalNumber(value, name) {
 /** `{ KEY: value }` as a plain overlay: a string, number or boolean sets (as a string), `null`
  * removes, `undefined` is skipped (as child_process skips it). */
 function environmentOverlay(env, name) {
-  const overlay = {}
+  // No prototype: a variable named `__proto__` is a key like any other, as for Node's spawn.
+  const overlay = Object.create(null)
   for (const key of Object.keys(env)) {
     const value = env[key]
     if (key === '' || key.includes('=') || key.includes('\0')) {
@@ -333,12 +358,18 @@ function environmentNetwork() {
 /** `NODE_EXTRA_CA_CERTS` when it can be read (checked once per path, as Node reads it once):
  * the native side reads and parses it once per process, not every runtime. */
 let extraCas = { path: undefined, readable: false }
+const MAX_EXTRA_CA_BYTES = 16 * 1024 * 1024
 function extraCaFile(path) {
   if (!path) return undefined
   if (extraCas.path !== path) {
     let readable = false
     try {
-      readFileSync(path, 'utf8')
+      // Looked at, not read: a FIFO or a device (`/dev/zero`) named there would hang or fill
+      // the memory. The native side reads the file.
+      const stats = statSync(path)
+      if (!stats.isFile()) throw new Error('not a regular file')
+      if (stats.size > MAX_EXTRA_CA_BYTES) throw new Error('larger than 16 MiB')
+      accessSync(path, fsConstants.R_OK)
       readable = true
     } catch (error) {
       process.emitWarning(`Ignoring extra certs from \`${path}\`, load failed: ${error.message}`, 'HeliosWorkerRuntimeWarning')
@@ -472,4 +503,4 @@ function unlisten(signal, onAbort) {
   }
 }
 
-module.exports = { makeRuntime, declaredOutputPath }
+module.exports = { makeRuntime, declaredOutputPath, signalRun }

@@ -91,18 +91,17 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
             ))
         }
     };
-    if let Some(url) = &c.http_proxy {
+    // `*` bypasses every host, IP addresses too (the matcher applies it to names only).
+    let bypass_all = (c.no_proxy.iter()).any(|list| list.split(',').any(|e| e.trim() == "*"));
+    if let Some(url) = c.http_proxy.as_ref().filter(|_| !bypass_all) {
         let proxy = reqwest::Proxy::http(url).map_err(bad_proxy("http_proxy", url))?;
         builder = builder.proxy(proxy.no_proxy(no_proxy()));
     }
-    if let Some(url) = &c.https_proxy {
+    if let Some(url) = c.https_proxy.as_ref().filter(|_| !bypass_all) {
         let proxy = reqwest::Proxy::https(url).map_err(bad_proxy("https_proxy", url))?;
         builder = builder.proxy(proxy.no_proxy(no_proxy()));
     }
-    let extra = c
-        .extra_ca_file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok());
+    let extra = c.extra_ca_file.as_deref().and_then(read_extra_cas);
     let extra = extra.as_deref().map(parse_pem_lenient).unwrap_or_default();
     if !c.ca_certificates.is_empty() || !extra.is_empty() {
         let certs = c
@@ -115,6 +114,22 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         builder = builder.tls_certs_merge(certs);
     }
     builder.build().map_err(internal)
+}
+
+/// The text of the `NODE_EXTRA_CA_CERTS` file when it is a regular file of a sane size: a FIFO
+/// or a device named there must neither hang the client's making nor fill the memory.
+fn read_extra_cas(path: &str) -> Option<String> {
+    use std::io::Read;
+    const MAX_BYTES: u64 = 16 * 1024 * 1024;
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.read(true).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let mut text = String::new();
+    (meta.is_file() && meta.len() <= MAX_BYTES).then_some(())?;
+    file.take(MAX_BYTES).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Each certificate of a PEM document as DER, or why it is unusable.
@@ -150,6 +165,28 @@ fn parse_pem_lenient(pem: &str) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_extra_ca_file_is_read_only_when_it_is_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("hwr-extra-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fifo, file) = (dir.join("fifo"), dir.join("ca.pem"));
+        std::fs::write(&file, "pem text").unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        assert_eq!(read_extra_cas("/dev/zero"), None, "a device");
+        assert_eq!(
+            read_extra_cas(fifo.to_str().unwrap()),
+            None,
+            "a FIFO, without hanging"
+        );
+        assert_eq!(
+            read_extra_cas(file.to_str().unwrap()).as_deref(),
+            Some("pem text")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn runtimes_with_the_same_settings_share_one_client() {

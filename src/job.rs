@@ -14,15 +14,16 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::error::Error;
 
 /// What `run` needs from a spec, owned, with the parse buffer already released.
 #[derive(Debug)]
 pub struct JobPlan {
-    /// The spec's `id` as the JSON value it is, for the storage adapter (`None` when absent).
-    pub job_id: Option<Value>,
+    /// The spec's `id` as its JSON text (`None` when absent): the JavaScript side makes of it
+    /// the value `JSON.parse` would, whatever it holds (a number past a double's range, any
+    /// depth of nesting), for the storage adapter.
+    pub job_id: Option<String>,
     /// A non-empty `assetsUrl`: the bundle to download before the command runs.
     pub assets_url: Option<String>,
     /// The command to run, or why there is none. Checked after the assets step, so errors
@@ -64,7 +65,7 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
 
 /// `text` with the `\u` escape of each lone surrogate made `\ufffd` (the same length, so that
 /// an error's line and column stay right); `None` when it has none.
-fn without_lone_surrogates(text: &str) -> Option<String> {
+pub(crate) fn without_lone_surrogates(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let unit = |at: usize| match (bytes.get(at..at + 2), text.get(at + 2..at + 6)) {
         (Some(b"\\u"), Some(hex)) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -161,31 +162,24 @@ fn plan_text(text: &str, source_name: &str, target: Target) -> Result<JobPlan, E
         }
     };
     Ok(JobPlan {
-        job_id: top.id.map(as_js_numbers),
+        job_id: top.id.map(|raw| raw.get().to_owned()),
         assets_url,
         command,
         output_file,
     })
 }
 
-/// Every number in `value` as a JavaScript number (a double), as `JSON.parse` gives it: a
-/// large integer would otherwise reach JavaScript as a BigInt.
-fn as_js_numbers(value: Value) -> Value {
-    match value {
-        Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
-        Value::Array(items) => Value::Array(items.into_iter().map(as_js_numbers).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, as_js_numbers(v)))
-                .collect(),
-        ),
-        other => other,
-    }
+/// A JSON number as `JSON.parse` reads it: past a double's range it is ±Infinity, not an error.
+/// `None` for any other value.
+pub(crate) fn json_number(raw: &str) -> Option<f64> {
+    raw.parse().ok()
 }
 
 /// A number as JavaScript prints it (`3`, not `3.0`).
 pub(crate) fn js_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e21 {
+    if n.is_infinite() {
+        (if n > 0.0 { "Infinity" } else { "-Infinity" }).to_owned()
+    } else if n.fract() == 0.0 && n.abs() < 1e21 {
         format!("{}", n as i128)
     } else if n.abs() >= 1e21 {
         format!("{n:e}").replace("e", "e+")
@@ -304,7 +298,7 @@ impl<'de, R: Reader<'de>> Visitor<'de> for Any<R> {
 /// The top level, when it is an object.
 #[derive(Default)]
 struct TopFields<'de> {
-    id: Option<Value>,
+    id: Option<&'de RawValue>,
     assets_url: Option<Field>,
     /// `None` when `chunks` is missing or not an array; inside, what `Chunks` found.
     chunks: Option<Option<(usize, ChunkFields<'de>)>>,
@@ -373,7 +367,10 @@ impl<'de> Reader<'de> for Chunk {
         let mut fields = ChunkFields::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Id => matches = matches!(map.next_value()?, Field::Number(n) if n == self.0),
+                Key::Id => {
+                    let id: &RawValue = map.next_value()?;
+                    matches = json_number(id.get()) == Some(self.0);
+                }
                 Key::Command => fields.command = Some(map.next_value()?),
                 Key::OutputFile => fields.output_file = Some(map.next_value()?),
                 _ => {
@@ -407,14 +404,31 @@ mod tests {
     }
 
     #[test]
-    fn the_id_reaches_storage_as_the_json_value_it_is() {
+    fn the_id_reaches_storage_as_its_json_text() {
         let id = |json: &str| plan_of(json, 0).unwrap().job_id;
-        assert_eq!(id(r#"{"id":42,"chunks":[]}"#), Some(Value::from(42.0)));
+        assert_eq!(id(r#"{"id":42,"chunks":[]}"#).as_deref(), Some("42"));
         assert_eq!(
-            id(r#"{"id":"j","id":"k","chunks":[]}"#),
-            Some(Value::from("k"))
+            id(r#"{"id":"j","id":"k","chunks":[]}"#).as_deref(),
+            Some(r#""k""#)
         );
         assert_eq!(id(r#"{"chunks":[]}"#), None);
+        let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+        assert_eq!(id(&format!(r#"{{"id":{deep},"chunks":[]}}"#)), Some(deep));
+    }
+
+    #[test]
+    fn numbers_past_a_doubles_range_are_infinity_as_json_parse_reads_them() {
+        let spec = r#"{"id":1e400,"chunks":[{"id":1e400,"command":"a"},{"id":-1e999},{"id":0,"command":"b"}]}"#;
+        let p = plan_of(spec, 0).unwrap();
+        assert_eq!(p.command.unwrap(), "b");
+        assert_eq!(json_number(&p.job_id.unwrap()), Some(f64::INFINITY));
+        assert_eq!(js_number(f64::NEG_INFINITY), "-Infinity");
+        let big = format!(
+            r#"{{"chunks":[{{"id":1{},"command":"a"}}]}}"#,
+            "0".repeat(400)
+        );
+        let not_found = plan_of(&big, 0).unwrap().command.unwrap_err();
+        assert!(matches!(not_found, Error::ChunkNotFound(0)));
     }
 
     #[test]
@@ -463,7 +477,7 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(p.job_id, Some(Value::from("job-1")));
+        assert_eq!(p.job_id.as_deref(), Some(r#""job-1""#));
         assert_eq!(p.assets_url, None);
         assert_eq!(p.command.unwrap(), "echo b");
     }
@@ -637,7 +651,7 @@ mod tests {
     fn lone_surrogates_which_json_parse_keeps_become_replacement_characters() {
         let spec = r#"{"id":"\udc00j","mergeCommand":"m \ud800","chunks":[{"id":0,"command":"echo \ud800\\ud800 \ud83d\ude00","outputFile":"o\udfff"}]}"#;
         let p = plan(spec.as_bytes(), "f", Target::Chunk(0)).unwrap();
-        assert_eq!(p.job_id, Some(Value::from("\u{FFFD}j")));
+        assert_eq!(p.job_id.as_deref(), Some(r#""\ufffdj""#));
         assert_eq!(p.command.unwrap(), "echo \u{FFFD}\\ud800 \u{1F600}");
         assert_eq!(p.output_file.as_deref(), Some("o\u{FFFD}"));
         let merge = plan(spec.as_bytes(), "f", Target::Merge).unwrap();
@@ -675,7 +689,10 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(p.job_id.unwrap().as_f64(), Some(12345678901234567890.0));
+        assert_eq!(
+            json_number(&p.job_id.unwrap()),
+            Some(12345678901234567890.0)
+        );
         assert_eq!(p.assets_url, None);
     }
 

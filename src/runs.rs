@@ -1,19 +1,31 @@
 //! The runs in progress of one JavaScript environment (the main thread or a worker thread),
-//! each under a key with its cancellation token: how a run is cancelled by its id, and how every
-//! run is cancelled at once when its environment goes away.
+//! each under a key with its cancellation token and its command's process group: how a run is
+//! cancelled or signalled by its id, and how every run is cancelled at once when its
+//! environment goes away.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::process::{self, Signal};
+
+type Entry = (CancellationToken, Arc<AtomicI32>);
+
 #[derive(Default)]
-pub struct Runs(Mutex<HashMap<u64, CancellationToken>>);
+pub struct Runs(Mutex<HashMap<u64, Entry>>);
 
 impl Runs {
-    /// List `token` under `key` for as long as the returned guard lives.
-    pub fn register(self: &Arc<Self>, key: u64, token: &CancellationToken) -> Registered {
-        self.lock().insert(key, token.clone());
+    /// List `token` and `group` (see `process::Command::group`) under `key` for as long as the
+    /// returned guard lives.
+    pub fn register(
+        self: &Arc<Self>,
+        key: u64,
+        token: &CancellationToken,
+        group: &Arc<AtomicI32>,
+    ) -> Registered {
+        self.lock().insert(key, (token.clone(), group.clone()));
         Registered {
             runs: self.clone(),
             key,
@@ -21,16 +33,26 @@ impl Runs {
     }
 
     pub fn cancel(&self, key: u64) {
-        if let Some(token) = self.lock().get(&key) {
+        if let Some((token, _)) = self.lock().get(&key) {
             token.cancel();
         }
     }
 
-    pub fn cancel_all(&self) {
-        self.lock().values().for_each(CancellationToken::cancel);
+    /// Send `signal` to the process group of run `key`'s command; `false` when no command of
+    /// that run is running (it has not started, or it has ended).
+    pub fn signal(&self, key: u64, signal: Signal) -> bool {
+        let group = self
+            .lock()
+            .get(&key)
+            .map_or(0, |(_, g)| g.load(Ordering::SeqCst));
+        group > 0 && process::signal_group(group, signal)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, CancellationToken>> {
+    pub fn cancel_all(&self) {
+        self.lock().values().for_each(|(token, _)| token.cancel());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
         crate::lock(&self.0)
     }
 }
@@ -55,8 +77,10 @@ mod tests {
     fn a_run_is_cancelled_by_key_until_it_ends_and_all_at_once() {
         let runs = Arc::new(Runs::default());
         let (a, b) = (CancellationToken::new(), CancellationToken::new());
-        let registered = runs.register(1, &a);
-        let _other = runs.register(2, &b);
+        let group = Arc::default();
+        let registered = runs.register(1, &a, &group);
+        let _other = runs.register(2, &b, &group);
+        assert!(!runs.signal(1, Signal::TERM), "no command is running");
         runs.cancel(1);
         assert!(a.is_cancelled() && !b.is_cancelled());
         drop(registered);

@@ -3,11 +3,10 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,7 @@ use crate::source::{self, JobSource};
 pub trait AssetStore: Send + Sync {
     fn download_asset_bundle(
         &self,
-        job_id: Option<Value>,
+        job_id: Option<String>,
         remote_url: String,
         target_dir: PathBuf,
     ) -> BoxFuture<'static, Result<(), ExternalError>>;
@@ -42,6 +41,7 @@ pub struct RunExtras {
     pub storage: Option<Arc<dyn AssetStore>>,
     pub sink: Option<Arc<dyn OutputSink>>,
     pub cancel: CancellationToken,
+    pub group: Arc<AtomicI32>,
 }
 
 impl Runtime {
@@ -72,7 +72,7 @@ impl Runtime {
             })
             .await?;
             let cwd = match self.per_job {
-                true => self.workspace.join(job_dir_name(plan.job_id.as_ref())?),
+                true => self.workspace.join(job_dir_name(plan.job_id.as_deref())?),
                 false => self.workspace.clone(),
             };
             if let Some(url) = &plan.assets_url {
@@ -115,6 +115,7 @@ impl Runtime {
             controls: &controls,
             sink: extras.sink.as_deref(),
             cancel,
+            group: &extras.group,
         })
         .await?;
         if let Some(file) = output_file {
@@ -180,16 +181,21 @@ async fn file_size(path: &Path) -> Option<u64> {
 /// The per-job directory of a job: its id, made safe for a file name. An id that had to be
 /// changed, and a number (`42` is not the job `"42"`), gets a hash of the original after a
 /// `~` (a character never kept), so that two jobs never share a directory.
-fn job_dir_name(id: Option<&Value>) -> Result<String, Error> {
-    let (id, number) = match id {
-        Some(Value::String(id)) if !id.is_empty() => (id.clone(), false),
-        Some(Value::Number(n)) => (job::js_number(n.as_f64().unwrap_or_default()), true),
-        _ => {
-            return Err(Error::InvalidSpec(
-                "perJobWorkspace needs the spec's id, a non-empty string or a number".into(),
-            ))
-        }
-    };
+fn job_dir_name(id: Option<&str>) -> Result<String, Error> {
+    let raw = id.unwrap_or_default();
+    let (id, number) = match raw.starts_with('"') {
+        // A lone surrogate, which a Rust string cannot hold, as U+FFFD.
+        true => (job::without_lone_surrogates(raw).as_deref().or(Some(raw)))
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .map(|id: String| (id, false)),
+        false => job::json_number(raw).map(|n| (job::js_number(n), true)),
+    }
+    .filter(|(id, _)| !id.is_empty())
+    .ok_or_else(|| {
+        Error::InvalidSpec(
+            "perJobWorkspace needs the spec's id, a non-empty string or a number".into(),
+        )
+    })?;
     let safe: String = id
         .chars()
         .map(|c| match c {
@@ -355,12 +361,12 @@ mod tests {
         }
     }
 
-    struct RecordingStore(Mutex<Vec<(Option<Value>, String, PathBuf)>>);
+    struct RecordingStore(Mutex<Vec<(Option<String>, String, PathBuf)>>);
 
     impl AssetStore for RecordingStore {
         fn download_asset_bundle(
             &self,
-            job_id: Option<Value>,
+            job_id: Option<String>,
             remote_url: String,
             target_dir: PathBuf,
         ) -> BoxFuture<'static, Result<(), ExternalError>> {
@@ -398,7 +404,7 @@ mod tests {
         assert_eq!(
             calls,
             [(
-                Some(Value::from("job-7")),
+                Some(r#""job-7""#.to_owned()),
                 "s3://b/a.zip".to_owned(),
                 workspace
             )]
@@ -468,7 +474,7 @@ mod tests {
     impl AssetStore for CountingStore {
         fn download_asset_bundle(
             &self,
-            _: Option<Value>,
+            _: Option<String>,
             _: String,
             target_dir: PathBuf,
         ) -> BoxFuture<'static, Result<(), ExternalError>> {
@@ -586,18 +592,19 @@ mod tests {
 
     #[test]
     fn job_directories_are_safe_names_and_never_shared() {
-        let name = |v: Value| job_dir_name(Some(&v)).unwrap();
-        assert_eq!(name("job-7.v2".into()), "job-7.v2");
-        assert!(
-            name(42.0.into()).starts_with("42~"),
-            "a number is not the string"
-        );
-        assert_ne!(name(42.0.into()), name("42".into()));
-        assert!(name("..".into()).starts_with('~'));
-        assert_ne!(name("a/b".into()), name("a:b".into()));
-        assert!(!name("../../etc".into()).contains('/'));
-        assert!(job_dir_name(None).is_err());
-        assert!(job_dir_name(Some(&Value::from(""))).is_err());
+        let name = |json: &str| job_dir_name(Some(json)).unwrap();
+        assert_eq!(name(r#""job-7.v2""#), "job-7.v2");
+        assert!(name("42").starts_with("42~"), "a number is not the string");
+        assert_eq!(name("42"), name("42.0"), "the same number");
+        assert_ne!(name("42"), name(r#""42""#));
+        assert!(name("1e400").starts_with("Infinity~"));
+        assert!(name(r#""..""#).starts_with('~'));
+        assert_ne!(name(r#""a/b""#), name(r#""a:b""#));
+        assert!(!name(r#""../../etc""#).contains('/'));
+        assert_eq!(name(r#""\ud800""#), name(r#""\ufffd""#));
+        for bad in [None, Some(r#""""#), Some("null"), Some("true"), Some("[1]")] {
+            assert!(job_dir_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

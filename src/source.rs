@@ -61,9 +61,19 @@ impl JobSource {
                         "a file: URL must name a local path (file:///path), not the host '{host}'"
                     )));
                 }
+                // As Node's `fileURLToPath` refuses it: `%2F` would name another file than the URL
+                // does, and a NUL byte cannot be in a path.
+                if url.path().to_ascii_lowercase().contains("%2f") {
+                    return Err(invalid(
+                        "the path must not include encoded / characters (%2F)",
+                    ));
+                }
                 let path = url
                     .to_file_path()
                     .map_err(|()| invalid("the file: URL does not name an absolute path"))?;
+                if path.as_os_str().as_encoded_bytes().contains(&0) {
+                    return Err(invalid("the path must not include NUL bytes (%00)"));
+                }
                 let shown = path.display().to_string();
                 Ok(JobSource::File { path, shown })
             }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
-use serde_json::Value;
 
 use super::types::{DownloadFn, OutputFn};
 use crate::error::ExternalError;
@@ -29,12 +28,11 @@ pub struct RunStorage {
 impl AssetStore for RunStorage {
     fn download_asset_bundle(
         &self,
-        job_id: Option<Value>,
+        job_id: Option<String>,
         remote_url: String,
         target_dir: PathBuf,
     ) -> BoxFuture<'static, std::result::Result<(), ExternalError>> {
         let download = self.download.clone();
-        let job_id = job_id.map_or(Either::B(()), Either::A);
         let target_dir = target_dir.display().to_string();
         let args = (job_id, remote_url, target_dir, self.run_id);
         let from_js = |e: napi::Error| Box::new(FromJs(e)) as ExternalError;

@@ -117,6 +117,13 @@ impl WorkerRuntime {
         self.runs.cancel(self.key(run_id));
     }
 
+    /// Send signal number `signal` to the process group of run `runId`'s command: `false`
+    /// when it is not running (not started yet, or ended).
+    #[napi(skip_typescript)]
+    pub fn signal(&self, run_id: u32, signal: i32) -> bool {
+        self.runs.signal(self.key(run_id), Signal(signal))
+    }
+
     /// The absolute path of the workspace every command runs in.
     #[napi(getter)]
     pub fn workspace_dir(&self) -> String {
@@ -166,8 +173,11 @@ impl WorkerRuntime {
                 }) as _
             }),
             cancel: CancellationToken::new(),
+            group: Arc::default(),
         };
-        let registered = self.runs.register(self.key(run_id), &extras.cancel);
+        let registered = self
+            .runs
+            .register(self.key(run_id), &extras.cancel, &extras.group);
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;

@@ -13,8 +13,9 @@ use napi_derive::napi;
 pub type OutputFn = ThreadsafeFunction<String, (), String, Status, false, true>;
 
 /// `storage.downloadAssetBundle(jobId, remoteUrl, targetDir, runId)`, as the JavaScript entry
-/// wraps it: it always returns a promise, and turns the run id into the run's `{ signal }`.
-pub type DownloadArgs = FnArgs<(Either<serde_json::Value, ()>, String, String, u32)>;
+/// wraps it: it always returns a promise, makes the job id's JSON text the value `JSON.parse`
+/// makes of it, and turns the run id into the run's `{ signal }`.
+pub type DownloadArgs = FnArgs<(Option<String>, String, String, u32)>;
 pub type DownloadFn =
     ThreadsafeFunction<DownloadArgs, Promise<()>, DownloadArgs, Status, false, true>;
 

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -160,6 +161,14 @@ pub struct Command<'a> {
     pub controls: &'a Controls,
     pub sink: Option<&'a dyn OutputSink>,
     pub cancel: &'a CancellationToken,
+    /// The id of the command's process group while it runs, 0 otherwise: for signals sent
+    /// from outside the run ([`signal_group`]).
+    pub group: &'a AtomicI32,
+}
+
+/// Send `signal` to process group `group`; `false` where there are no groups to signal.
+pub fn signal_group(group: i32, signal: Signal) -> bool {
+    sys::signal_group(group, signal)
 }
 
 /// One stream of the child: its pipe and read buffer, what was kept of it, and its decoder
@@ -243,6 +252,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     // every failure to start a process: `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
+    // Cleared before the leader is reaped: past that, its id may name another process.
+    cmd.group.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
         pipe,
         buf: Vec::with_capacity(READ_BUFFER_FIRST),
@@ -269,6 +280,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 if exited_at.is_none() {
                     child.exited().await;
                 }
+                cmd.group.store(0, Ordering::SeqCst);
                 let _ = child.finish();
                 return Err(Error::Aborted);
             }
@@ -310,6 +322,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
     // Nothing of the group outlives the run.
+    cmd.group.store(0, Ordering::SeqCst);
     let (status, usage) = child.finish().map_err(|e| {
         Error::Internal(format!(
             "cannot collect the exit status of {}: {e}",
@@ -384,6 +397,7 @@ mod tests {
             controls,
             sink: None,
             cancel: &CancellationToken::new(),
+            group: &AtomicI32::new(0),
         })
         .await
     }
@@ -420,6 +434,7 @@ mod tests {
             controls: &Controls::default(),
             sink: None,
             cancel: &CancellationToken::new(),
+            group: &AtomicI32::new(0),
         })
         .await
         .unwrap_err();
@@ -475,30 +490,66 @@ mod tests {
         }
     }
 
+    /// Run `sh -c script` with `group` published, alongside `meanwhile`.
+    async fn sh_with_group(
+        script: &str,
+        token: &CancellationToken,
+        group: &AtomicI32,
+        meanwhile: impl Future<Output = ()>,
+    ) -> Result<Outcome, Error> {
+        let controls = Controls::default();
+        let args = args(&["-c", script]);
+        let command = Command {
+            program: "sh",
+            args: &args,
+            cwd: Path::new("/"),
+            controls: &controls,
+            sink: None,
+            cancel: token,
+            group,
+        };
+        tokio::join!(run(command), meanwhile).0
+    }
+
     #[tokio::test]
     async fn cancellation_kills_and_reports_aborted() {
-        let token = CancellationToken::new();
-        let controls = Controls::default();
-        let args = args(&["-c", "sleep 30"]);
-        let cancel_later = {
-            let token = token.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                token.cancel();
+        let (token, group) = (CancellationToken::new(), AtomicI32::new(0));
+        let result = sh_with_group("sleep 30", &token, &group, async {
+            // Proof that the command runs: its group is published.
+            while group.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        };
-        let (result, ()) = tokio::join!(
-            run(Command {
-                program: "sh",
-                args: &args,
-                cwd: Path::new("/"),
-                controls: &controls,
-                sink: None,
-                cancel: &token,
-            }),
-            cancel_later
-        );
+            token.cancel();
+        })
+        .await;
         assert!(matches!(result, Err(Error::Aborted)));
+        assert_eq!(group.load(Ordering::SeqCst), 0, "cleared before the reap");
+    }
+
+    #[cfg(all(unix, not(feature = "portable-process")))]
+    #[tokio::test]
+    async fn a_signal_from_outside_reaches_the_running_group() {
+        let dir = std::env::temp_dir().join(format!("hwr-signal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("ready");
+        let script = format!(
+            "trap 'exit 7' USR1; touch '{}'; while :; do sleep 0.01; done",
+            ready.display()
+        );
+        let (token, group) = (CancellationToken::new(), AtomicI32::new(0));
+        let result = sh_with_group(&script, &token, &group, async {
+            while !ready.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(signal_group(
+                group.load(Ordering::SeqCst),
+                Signal(libc::SIGUSR1)
+            ));
+        })
+        .await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(result.unwrap().exit_code, 7, "the trap ran");
+        assert_eq!(group.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

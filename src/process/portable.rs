@@ -9,7 +9,17 @@ use super::{ExitStatus, Pipe, Signal, Usage};
 
 pub struct Child(tokio::process::Child);
 
+/// There are no groups to signal here.
+pub fn signal_group(_group: i32, _signal: Signal) -> bool {
+    false
+}
+
 impl Child {
+    /// The child's own id: there is no group, but it tells that the command runs.
+    pub fn group(&self) -> i32 {
+        self.0.id().map_or(0, |id| id as i32)
+    }
+
     pub fn spawn(
         command: std::process::Command,
     ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {

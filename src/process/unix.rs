@@ -55,6 +55,11 @@ impl Child {
         }
     }
 
+    /// The id of its process group.
+    pub fn group(&self) -> i32 {
+        self.pid
+    }
+
     /// Send `signal` to the whole group.
     pub fn signal(&mut self, signal: Signal) {
         kill_group(self.pid, signal);
@@ -83,6 +88,11 @@ impl Drop for Child {
 fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     kill_group(pid, Signal::KILL);
     reap(pid)
+}
+
+pub fn signal_group(pgid: i32, signal: Signal) -> bool {
+    kill_group(pgid, signal);
+    true
 }
 
 /// Send `signal` to every process in the group led by `pgid`. A group that is already gone
