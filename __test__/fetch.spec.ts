@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpServer, request as httpRequest } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { brotliCompressSync, gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -146,6 +146,35 @@ describe('HTTP details', () => {
     const err = await runtime().run(`${url}/r11`, 0).catch((e) => e)
     expect(err.code).toBe('ERR_JOB_SPEC_FETCH')
     expect(err.message).toMatch(/too many redirects/)
+  })
+
+  it('follows a redirect from a server that closes a kept-alive connection instead of answering on it', async () => {
+    // HTTP/1.1 lets a server close a kept-alive connection at any time; the redirect must not
+    // fail on every attempt by reusing a connection the server drops.
+    const body = JSON.stringify(specOf('echo fetched'))
+    const requests: string[] = []
+    const server = createNetServer((socket) => {
+      let answered = false
+      socket.on('data', (data) => {
+        const path = String(data).split(' ')[1]
+        requests.push(path)
+        if (answered) return socket.destroy()
+        answered = true
+        socket.write(
+          path === '/start'
+            ? 'HTTP/1.1 302 Found\r\nlocation: /ok\r\ncontent-length: 0\r\n\r\n'
+            : `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+        )
+      })
+    })
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/start`
+      expect((await runtime().run(url, 0)).stdout).toBe('fetched\n')
+      expect(requests.at(-1)).toBe('/ok')
+    } finally {
+      server.close()
+    }
   })
 
   it('sends configured headers and a User-Agent naming the package', async () => {

@@ -26,6 +26,10 @@ pub struct Connection {
     /// `NODE_EXTRA_CA_CERTS`: read (and parsed) when the client is built, once per process,
     /// not by every runtime; as Node does, a certificate in it that does not parse is left out.
     pub extra_ca_file: Option<String>,
+    /// Every request on a connection of its own, none kept: for retries, so that a connection
+    /// the server closed without saying so (the one a redirect would reuse, say) is not what
+    /// fails the next attempt too.
+    pub fresh_connections: bool,
 }
 
 /// Kept for the life of the process; past this many distinct settings (a runtime per tenant,
@@ -81,6 +85,9 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         .no_proxy();
     if let Some(limit) = c.connect_timeout {
         builder = builder.connect_timeout(limit);
+    }
+    if c.fresh_connections {
+        builder = builder.pool_max_idle_per_host(0);
     }
     let no_proxy = || reqwest::NoProxy::from_string(c.no_proxy.as_deref().unwrap_or(""));
     let bad_proxy = |name: &'static str, url: &str| {

@@ -75,7 +75,8 @@ impl FetchConfig {
     pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut history = Vec::new();
         loop {
-            let Err(failure) = self.attempt(url, &mut buffer).await else {
+            let retry = !history.is_empty();
+            let Err(failure) = self.attempt(url, &mut buffer, retry).await else {
                 return Ok(buffer);
             };
             let attempt = history.len() as u32;
@@ -94,12 +95,22 @@ impl FetchConfig {
         }
     }
 
-    async fn attempt(&self, url: &Url, body: &mut Vec<u8>) -> Result<(), Failure> {
+    async fn attempt(&self, url: &Url, body: &mut Vec<u8>, retry: bool) -> Result<(), Failure> {
         // The shared client of these settings (built on first use: a runtime that only reads
-        // files never needs one).
-        let client = clients::client(&self.connection)
-            .await
-            .map_err(Failure::Final)?;
+        // files never needs one); for a retry, the one that opens a connection per request.
+        let client = match retry {
+            false => clients::client(&self.connection).await,
+            true => {
+                let fresh_connections = true;
+                let connection = self.connection.clone();
+                clients::client(&clients::Connection {
+                    fresh_connections,
+                    ..connection
+                })
+                .await
+            }
+        }
+        .map_err(Failure::Final)?;
         body.clear();
         let timed_out = |ms| format!("timed out after {ms} ms (fetch.timeoutMs)");
         within(self.timeout, timed_out, self.request(&client, url, body)).await?
