@@ -1,8 +1,8 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
 import pkg from '../package.json'
 import { cleanup, closeServers, eventually, existsSync, json, serve, sleep, specOf, tempDir, writeSpec } from './helpers'
@@ -427,12 +427,19 @@ describe('fan-out, as an engine runs it', () => {
 })
 
 describe('helios-worker passes signals on', () => {
+  // A test that fails midway must not leave its CLI (and the chunk) running.
+  const children: ChildProcess[] = []
+  afterEach(() => {
+    for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+
   /** Start the CLI on `command` and wait until it printed `started`. */
   async function started(command: string) {
     const child = spawn(process.execPath, [cli, writeSpec(tempDir(), specOf(command)), '0'], {
       env: envWith(),
       stdio: ['ignore', 'pipe', 'pipe'],
     })
+    children.push(child)
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     const exited = new Promise<number | null>((done) => child.on('exit', (c) => done(c)))
@@ -482,7 +489,9 @@ describe('helios-worker keeps rendering', () => {
     for (const stdio of [['ignore', 'pipe', 'inherit'], ['ignore', 'ignore', 'pipe']] as const) {
       const full = openSync('/dev/full', 'w')
       const io = stdio.map((s) => (s === 'pipe' ? full : s))
-      const r = spawnSync(process.execPath, [cli, path, '0'], { env: envWith(), stdio: io as any, timeout: 60_000 })
+      // Its own temporary directory: a CLI that crashes leaves its workspace there, not in the shared one.
+      const env = envWith({ TMPDIR: tempDir('hwr-tmpdir-') })
+      const r = spawnSync(process.execPath, [cli, path, '0'], { env, stdio: io as any, timeout: 60_000 })
       expect(r.status).toBe(0)
       expect(existsSync(done)).toBe(true)
       rmSync(done)
