@@ -536,3 +536,30 @@ describe('helios-worker keeps rendering', () => {
     expect(await eventually(() => made().length === 0, 10_000)).toBe(true)
   })
 })
+
+describe('helios-worker --json names what stopped it', () => {
+  it('the first stop signal, whose number the exit code is, even after a second one', async () => {
+    const path = writeSpec(tempDir(), specOf(`sh -c "trap '' TERM INT; echo started; sleep 30"`))
+    const child = spawn(process.execPath, [cli, path, '0', '--json'], { env: envWith(), stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const exited = new Promise<number | null>((done) => child.on('exit', (c) => done(c)))
+    try {
+      await new Promise<void>((ready) => child.stdout.on('data', () => out.includes('started') && ready()))
+      child.kill('SIGTERM')
+      await sleep(200)
+      child.kill('SIGINT')
+      expect(await exited).toBe(143)
+      const line = JSON.parse(out.trim().split('\n').at(-1) ?? '')
+      expect(line.error.message).toBe('helios-worker received SIGTERM')
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  it('an error line when it cannot make a workspace of its own', () => {
+    const r = worker([spec, '0', '--json'], { TMPDIR: join(tempDir(), 'missing') })
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ chunkId: 0, error: { code: 'ENOENT' } })
+  })
+})

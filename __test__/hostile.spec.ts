@@ -679,4 +679,24 @@ describe('more hostile inputs', () => {
     const result = await runtime.run(path, 0, { env: JSON.parse('{"__proto__":"x","A":"1"}') })
     expect(result.stdout).toBe('1\n1\n')
   })
+
+  it('signalRun still finds a running run when a run of another runtime with the same options and id ends', async () => {
+    const { signalRun } = require(join(root, 'lib', 'worker-runtime.js'))
+    const dir = tempDir()
+    const [go, ready] = [join(dir, 'go'), join(dir, 'ready')]
+    const path = writeSpec(
+      dir,
+      specOf(`sh -c "while [ ! -e '${go}' ]; do sleep 0.02; done"`, `sh -c "trap 'exit 5' USR1; touch '${ready}'; while :; do sleep 0.02; done"`),
+    )
+    const options: RunOptions = { timeout: 20_000 }
+    const [a, b] = [new WorkerRuntime({ workspaceDir: dir }), new WorkerRuntime({ workspaceDir: dir })]
+    const first = a.run(path, 0, options) // run 1 of runtime A
+    const second = b.run(path, 1, options) // run 1 of runtime B, the last started with these options
+    expect(await eventually(() => existsSync(ready))).toBe(true)
+    writeFileSync(go, '')
+    expect((await first).exitCode).toBe(0)
+    expect(signalRun(options, 'SIGUSR1')).toBe(true)
+    expect((await second).exitCode).toBe(5)
+    expect(signalRun(options, 'SIGUSR1')).toBe(false)
+  })
 })

@@ -140,13 +140,14 @@ async function main(argv, env) {
   const runOptions = {}
   const passOn = (signal) => require('../lib/worker-runtime.js').signalRun(runOptions, signal)
   let stoppedBy = null
-  const abort = (signal) => controller.abort(new Error(`helios-worker received ${signal}`))
+  // Named after the first stop signal, whose number the exit code is.
+  const abort = () => controller.abort(new Error(`helios-worker received ${stoppedBy}`))
   for (const signal of STOP_SIGNALS) {
     process.on(signal, () => {
-      if (stoppedBy) return abort(signal)
+      if (stoppedBy) return abort()
       stoppedBy = signal
-      if (passOn(signal)) setTimeout(abort, KILL_GRACE_MS, signal).unref()
-      else abort(signal)
+      if (passOn(signal)) setTimeout(abort, KILL_GRACE_MS).unref()
+      else abort()
     })
   }
   for (const signal of PASSED_SIGNALS) process.on(signal, () => passOn(signal))
@@ -173,7 +174,12 @@ async function main(argv, env) {
     try {
       options.workspace = mkdtempSync(join(tmpdir(), 'helios-worker-'))
     } catch (err) {
-      process.stderr.write(`helios-worker: cannot make a workspace: ${err.message}\n`)
+      const message = `cannot make a workspace: ${err.message}`
+      if (options.json) {
+        const head = options.merge ? { merge: true } : { chunkId: options.chunkId }
+        process.stdout.write(`${JSON.stringify({ ...head, error: { code: err.code, message } })}\n`)
+      }
+      process.stderr.write(`helios-worker: ${message}\n`)
       return 1
     }
     removeWhenKilled(options.workspace)

@@ -125,7 +125,8 @@ function makeRuntime(native) {
       if (signal || this.#hasStorage) this.#runs.set(runId, run)
       const settle = (error) => {
         if (signal) unlisten(signal, onAbort)
-        if (handle != null && runSignals.get(handle)?.runId === runId) runSignals.delete(handle)
+        const listed = handle == null ? undefined : runSignals.get(handle)
+        if (listed?.runId === runId && listed.native === this.#native) runSignals.delete(handle)
         this.#runs.delete(runId)
         // An adapter still at work (the run timed out, failed or was aborted) may stop now.
         run.controller?.abort(run.reason ?? error ?? new Error('The run this download belongs to has ended'))
@@ -135,7 +136,10 @@ function makeRuntime(native) {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
         running = chunkId === undefined ? this.#native.merge(jobPath, options) : this.#native.run(jobPath, chunkId, options)
-        if (handle != null) runSignals.set(handle, { runId, send: (number) => this.#native.signal(runId, number) })
+        if (handle != null) {
+          const native = this.#native
+          runSignals.set(handle, { native, runId, send: (number) => native.signal(runId, number) })
+        }
       } catch (error) {
         settle(error)
         throw error

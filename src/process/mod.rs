@@ -252,7 +252,9 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     // every failure to start a process: `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
-    // Cleared before the leader is reaped: past that, its id may name another process.
+    // Cleared before the leader is reaped: past that, its id may name another process. (A
+    // signal read just before the clear and sent just after the reap could only reach another
+    // group if pids wrapped around in between: Linux hands them out in turn.)
     cmd.group.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
         pipe,
