@@ -456,6 +456,14 @@ describe('helios-worker passes signals on', () => {
     expect(existsSync(cleaned)).toBe(true)
   })
 
+  it('gives the grace to helpers too, when the command itself dies of SIGTERM at once', async () => {
+    const done = join(tempDir(), 'done')
+    const { child, exited } = await started(`sh -c "(trap 'sleep 1.5; touch ${done}; exit' TERM; echo started; while :; do sleep 0.02; done) & wait"`)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    expect(existsSync(done)).toBe(true)
+  })
+
   it('kills a chunk that ignores SIGTERM at once on a second SIGTERM', async () => {
     const marker = join(tempDir(), 'outlived')
     const { child, exited } = await started(`sh -c "trap '' TERM; echo started; sleep 3; touch '${marker}'"`)

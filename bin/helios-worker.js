@@ -138,7 +138,7 @@ async function main(argv, env) {
   const controller = new AbortController()
   // The run's options: the run is found by them to pass a signal on.
   const runOptions = {}
-  const passOn = (signal) => require('../lib/worker-runtime.js').signalRun(runOptions, signal)
+  const passOn = (signal, graceMs) => require('../lib/worker-runtime.js').signalRun(runOptions, signal, graceMs)
   let stoppedBy = null
   // Named after the first stop signal, whose number the exit code is.
   const abort = () => controller.abort(new Error(`helios-worker received ${stoppedBy}`))
@@ -146,7 +146,7 @@ async function main(argv, env) {
     process.on(signal, () => {
       if (stoppedBy) return abort()
       stoppedBy = signal
-      if (passOn(signal)) setTimeout(abort, KILL_GRACE_MS).unref()
+      if (passOn(signal, KILL_GRACE_MS)) setTimeout(abort, KILL_GRACE_MS).unref()
       else abort()
     })
   }

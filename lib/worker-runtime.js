@@ -138,7 +138,7 @@ function makeRuntime(native) {
         running = chunkId === undefined ? this.#native.merge(jobPath, options) : this.#native.run(jobPath, chunkId, options)
         if (handle != null) {
           const native = this.#native
-          runSignals.set(handle, { native, runId, send: (number) => native.signal(runId, number) })
+          runSignals.set(handle, { native, runId, send: (number, graceMs) => native.signal(runId, number, graceMs) })
         }
       } catch (error) {
         settle(error)
@@ -170,11 +170,12 @@ function validateJobPath(jobPath) {
 const runSignals = new WeakMap()
 
 /** Send `signal` (a name or a number) to the process group of the command of the run last
- * started with `options`, as `kill` would; `false` when that command is not running (it has
- * not started, or it has ended). */
-function signalRun(options, signal) {
+ * started with `options`, as `kill` would, giving what is left of the group `graceMs` to end
+ * once the command's own process has ended (the run's output drain waits that long); `false`
+ * when that command is not running (it has not started, or it has ended). */
+function signalRun(options, signal, graceMs = 0) {
   const number = signalNumber(signal, 'signal')
-  return runSignals.get(options)?.send(number) ?? false
+  return runSignals.get(options)?.send(number, graceMs) ?? false
 }
 
 /** The local `outputFile` each result's chunk declared, found or not (for the CLI's check). */

@@ -4,26 +4,25 @@
 //! environment goes away.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{self, Signal};
+use crate::process::{Group, Signal};
 
-type Entry = (CancellationToken, Arc<AtomicI32>);
+type Entry = (CancellationToken, Arc<Group>);
 
 #[derive(Default)]
 pub struct Runs(Mutex<HashMap<u64, Entry>>);
 
 impl Runs {
-    /// List `token` and `group` (see `process::Command::group`) under `key` for as long as the
-    /// returned guard lives.
+    /// List `token` and `group` under `key` for as long as the returned guard lives.
     pub fn register(
         self: &Arc<Self>,
         key: u64,
         token: &CancellationToken,
-        group: &Arc<AtomicI32>,
+        group: &Arc<Group>,
     ) -> Registered {
         self.lock().insert(key, (token.clone(), group.clone()));
         Registered {
@@ -38,14 +37,11 @@ impl Runs {
         }
     }
 
-    /// Send `signal` to the process group of run `key`'s command; `false` when no command of
-    /// that run is running (it has not started, or it has ended).
-    pub fn signal(&self, key: u64, signal: Signal) -> bool {
-        let group = self
-            .lock()
-            .get(&key)
-            .map_or(0, |(_, g)| g.load(Ordering::SeqCst));
-        group > 0 && process::signal_group(group, signal)
+    /// Send `signal` to the process group of run `key`'s command, with `grace` to end (see
+    /// [`Group::signal`]); `false` when no command of that run is running.
+    pub fn signal(&self, key: u64, signal: Signal, grace: Duration) -> bool {
+        let group = self.lock().get(&key).map(|(_, group)| group.clone());
+        group.is_some_and(|group| group.signal(signal, grace))
     }
 
     pub fn cancel_all(&self) {
@@ -80,7 +76,10 @@ mod tests {
         let group = Arc::default();
         let registered = runs.register(1, &a, &group);
         let _other = runs.register(2, &b, &group);
-        assert!(!runs.signal(1, Signal::TERM), "no command is running");
+        assert!(
+            !runs.signal(1, Signal::TERM, Duration::ZERO),
+            "no command runs"
+        );
         runs.cancel(1);
         assert!(a.is_cancelled() && !b.is_cancelled());
         drop(registered);

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub struct RunExtras {
     pub storage: Option<Arc<dyn AssetStore>>,
     pub sink: Option<Arc<dyn OutputSink>>,
     pub cancel: CancellationToken,
-    pub group: Arc<AtomicI32>,
+    pub group: Arc<process::Group>,
 }
 
 impl Runtime {

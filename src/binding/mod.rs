@@ -117,11 +117,13 @@ impl WorkerRuntime {
         self.runs.cancel(self.key(run_id));
     }
 
-    /// Send signal number `signal` to the process group of run `runId`'s command: `false`
+    /// Send signal number `signal` to the process group of run `runId`'s command, giving it
+    /// `graceMs` to end before what is left of it is killed for holding its pipes: `false`
     /// when it is not running (not started yet, or ended).
     #[napi(skip_typescript)]
-    pub fn signal(&self, run_id: u32, signal: i32) -> bool {
-        self.runs.signal(self.key(run_id), Signal(signal))
+    pub fn signal(&self, run_id: u32, signal: i32, grace_ms: f64) -> bool {
+        let grace = millis(grace_ms).unwrap_or_default();
+        self.runs.signal(self.key(run_id), Signal(signal), grace)
     }
 
     /// The absolute path of the workspace every command runs in.

@@ -15,7 +15,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -161,14 +162,41 @@ pub struct Command<'a> {
     pub controls: &'a Controls,
     pub sink: Option<&'a dyn OutputSink>,
     pub cancel: &'a CancellationToken,
-    /// The id of the command's process group while it runs, 0 otherwise: for signals sent
-    /// from outside the run ([`signal_group`]).
-    pub group: &'a AtomicI32,
+    pub group: &'a Group,
 }
 
-/// Send `signal` to process group `group`; `false` where there are no groups to signal.
-pub fn signal_group(group: i32, signal: Signal) -> bool {
-    sys::signal_group(group, signal)
+/// The command's process group as seen from outside its run, for signals sent from there.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// Its id while the command runs, 0 otherwise.
+    id: AtomicI32,
+    /// Until then (nanoseconds after `EPOCH`), what is left of the group once the command's own
+    /// process has ended is not killed for holding its pipes: a stop passed on with a grace
+    /// gets all of it, helpers included.
+    grace_until: AtomicU64,
+}
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Group {
+    /// Send `signal` to the group and give it `grace` to end; `false` when the command is
+    /// not running (not started yet, or ended) or there are no groups to signal.
+    pub fn signal(&self, signal: Signal, grace: Duration) -> bool {
+        let id = self.id.load(Ordering::SeqCst);
+        if id <= 0 || !sys::signal_group(id, signal) {
+            return false;
+        }
+        let until = (Instant::now() + grace).saturating_duration_since(*EPOCH);
+        let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.grace_until.fetch_max(until, Ordering::SeqCst);
+        true
+    }
+
+    fn grace_until(&self) -> Option<Instant> {
+        let nanos = self.grace_until.load(Ordering::SeqCst);
+        let until = EPOCH.checked_add(Duration::from_nanos(nanos))?;
+        (until > Instant::now()).then_some(until)
+    }
 }
 
 /// One stream of the child: its pipe and read buffer, what was kept of it, and its decoder
@@ -255,7 +283,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     // Cleared before the leader is reaped: past that, its id may name another process. (A
     // signal read just before the clear and sent just after the reap could only reach another
     // group if pids wrapped around in between: Linux hands them out in turn.)
-    cmd.group.store(child.group(), Ordering::SeqCst);
+    cmd.group.id.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
         pipe,
         buf: Vec::with_capacity(READ_BUFFER_FIRST),
@@ -282,7 +310,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 if exited_at.is_none() {
                     child.exited().await;
                 }
-                cmd.group.store(0, Ordering::SeqCst);
+                cmd.group.id.store(0, Ordering::SeqCst);
                 let _ = child.finish();
                 return Err(Error::Aborted);
             }
@@ -305,7 +333,9 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 child.signal(Signal::KILL);
             }
             _ = until(drain_until) => {
-                if cmd.sink.is_some_and(|sink| !sink.queued().is_ready()) {
+                if let Some(later) = cmd.group.grace_until() {
+                    drain_until = Some(later);
+                } else if cmd.sink.is_some_and(|sink| !sink.queued().is_ready()) {
                     // The callbacks are behind, not the pipes: the grace starts once they catch up.
                     drain_until = Some(Instant::now() + Duration::from_millis(50));
                 } else if drain_killed {
@@ -324,7 +354,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
     // Nothing of the group outlives the run.
-    cmd.group.store(0, Ordering::SeqCst);
+    cmd.group.id.store(0, Ordering::SeqCst);
     let (status, usage) = child.finish().map_err(|e| {
         Error::Internal(format!(
             "cannot collect the exit status of {}: {e}",
@@ -399,7 +429,7 @@ mod tests {
             controls,
             sink: None,
             cancel: &CancellationToken::new(),
-            group: &AtomicI32::new(0),
+            group: &Group::default(),
         })
         .await
     }
@@ -436,7 +466,7 @@ mod tests {
             controls: &Controls::default(),
             sink: None,
             cancel: &CancellationToken::new(),
-            group: &AtomicI32::new(0),
+            group: &Group::default(),
         })
         .await
         .unwrap_err();
@@ -496,7 +526,7 @@ mod tests {
     async fn sh_with_group(
         script: &str,
         token: &CancellationToken,
-        group: &AtomicI32,
+        group: &Group,
         meanwhile: impl Future<Output = ()>,
     ) -> Result<Outcome, Error> {
         let controls = Controls::default();
@@ -515,17 +545,47 @@ mod tests {
 
     #[tokio::test]
     async fn cancellation_kills_and_reports_aborted() {
-        let (token, group) = (CancellationToken::new(), AtomicI32::new(0));
+        let (token, group) = (CancellationToken::new(), Group::default());
         let result = sh_with_group("sleep 30", &token, &group, async {
             // Proof that the command runs: its group is published.
-            while group.load(Ordering::SeqCst) == 0 {
+            while group.id.load(Ordering::SeqCst) == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             token.cancel();
         })
         .await;
         assert!(matches!(result, Err(Error::Aborted)));
-        assert_eq!(group.load(Ordering::SeqCst), 0, "cleared before the reap");
+        assert_eq!(
+            group.id.load(Ordering::SeqCst),
+            0,
+            "cleared before the reap"
+        );
+    }
+
+    #[cfg(all(unix, not(feature = "portable-process")))]
+    #[tokio::test]
+    async fn a_stop_passed_on_with_a_grace_lets_a_helper_outlive_the_drain() {
+        let dir = std::env::temp_dir().join(format!("hwr-grace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ready, done) = (dir.join("ready"), dir.join("done"));
+        // The shell dies of SIGTERM at once; its helper takes longer than DRAIN_GRACE to end.
+        let script = format!(
+            "(trap 'sleep 1.5; touch {done}; exit' TERM; touch {ready}; while :; do sleep 0.02; done) & wait",
+            done = done.display(),
+            ready = ready.display()
+        );
+        let (token, group) = (CancellationToken::new(), Group::default());
+        let result = sh_with_group(&script, &token, &group, async {
+            while !ready.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(group.signal(Signal::TERM, Duration::from_secs(5)));
+        })
+        .await;
+        let done_exists = done.exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(result.unwrap().signal, Some(Signal::TERM));
+        assert!(done_exists, "the helper had its grace");
     }
 
     #[cfg(all(unix, not(feature = "portable-process")))]
@@ -538,20 +598,17 @@ mod tests {
             "trap 'exit 7' USR1; touch '{}'; while :; do sleep 0.01; done",
             ready.display()
         );
-        let (token, group) = (CancellationToken::new(), AtomicI32::new(0));
+        let (token, group) = (CancellationToken::new(), Group::default());
         let result = sh_with_group(&script, &token, &group, async {
             while !ready.exists() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            assert!(signal_group(
-                group.load(Ordering::SeqCst),
-                Signal(libc::SIGUSR1)
-            ));
+            assert!(group.signal(Signal(libc::SIGUSR1), Duration::ZERO));
         })
         .await;
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(result.unwrap().exit_code, 7, "the trap ran");
-        assert_eq!(group.load(Ordering::SeqCst), 0);
+        assert_eq!(group.id.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
