@@ -181,10 +181,10 @@ describe('helios-worker', () => {
     expect(worker(['--workspace', workspace, spec, '5']).stdout.trim()).toBe(workspace)
   })
 
-  it('on SIGTERM ends the chunk process group and exits 143', async () => {
+  it('on SIGTERM ends the chunk process group, a helper that ignores it after the 5 s grace, and exits 143', async () => {
     const work = tempDir()
     const marker = join(work, 'marker')
-    writeFileSync(join(work, 'tree.sh'), `(trap '' TERM; sleep 2; touch '${marker}') &\necho started\nsleep 30\n`)
+    writeFileSync(join(work, 'tree.sh'), `(trap '' TERM; echo started; sleep 6; touch '${marker}') &\nsleep 30\n`)
     const path = writeSpec(work, specOf(`sh ${join(work, 'tree.sh')}`))
     const child = spawn(process.execPath, [cli, path, '0'], { env: envWith(), stdio: ['ignore', 'pipe', 'inherit'] })
     await new Promise<void>((resolveStarted) => child.stdout.on('data', (d) => String(d).includes('started') && resolveStarted()))
