@@ -112,10 +112,7 @@ export interface RunOptions {
    * 0 (the default) means no timeout.
    */
   timeout?: number
-  /**
-   * The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a
-   * number. (The JavaScript entry hands it over as a number.)
-   */
+  /** The signal sent when the timeout expires: a name such as `'SIGTERM'` (default) or a number. */
   killSignal?: NodeJS.Signals | number
   /** Milliseconds between `killSignal` and SIGKILL. Default 5000. */
   killGracePeriod?: number

@@ -1,21 +1,18 @@
-//! One HTTP client per process and per distinct connection settings. Real consumers create a
-//! runtime per request; sharing the client lets all of them reuse kept-alive connections and
-//! TLS sessions, and load the system's trusted roots once, as Node's global `fetch` does.
+//! One HTTP client per process and connection settings, shared by the runtimes consumers create
+//! per request: kept-alive connections, TLS sessions and the system's roots are reused.
 
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::error::Error;
 
-/// What makes two clients differ. Everything here comes from the runtime's config or from
-/// the environment as the JavaScript thread read it: the client never reads the process
-/// environment itself (Node may be writing it on its own thread).
+/// What makes two clients differ: the runtime's config, and the environment as the JavaScript
+/// thread read it (never this process's environment, which Node may be writing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Connection {
     /// Extra request headers, checked when they were added.
     pub headers: Vec<(String, String)>,
-    /// Trusted on top of the system's roots: `fetch.caCertificates`,
-    /// as DER, each checked to parse.
+    /// `fetch.caCertificates` as DER (each checked to parse), trusted on top of the system's.
     pub ca_certificates: Vec<Vec<u8>>,
     /// `None`: no limit.
     pub connect_timeout: Option<Duration>,
@@ -23,18 +20,15 @@ pub struct Connection {
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
     pub no_proxy: Option<String>,
-    /// `NODE_EXTRA_CA_CERTS`: read (and parsed) when the client is built, once per process,
-    /// not by every runtime; as Node does, a certificate in it that does not parse is left out.
+    /// `NODE_EXTRA_CA_CERTS`: read when the client is built, once per process, not per runtime.
     pub extra_ca_file: Option<String>,
-    /// Every request on a connection of its own, none kept: for retries, so that a connection
-    /// the server closed without saying so (the one a redirect would reuse, say) is not what
-    /// fails the next attempt too.
+    /// Every request on a connection of its own: for retries, so that a connection the server
+    /// closed without saying so is not what fails the next attempt too.
     pub fresh_connections: bool,
 }
 
-/// Kept for the life of the process; past this many distinct settings (a runtime per tenant,
-/// each with its own token header, say) the oldest is let go, so the cache cannot grow for
-/// ever. Runtimes that already hold a client keep it.
+/// Past this many distinct settings (a token header per tenant, say) the oldest client is let
+/// go, so the cache cannot grow for ever; runtimes that hold it keep it.
 const MAX_CLIENTS: usize = 16;
 
 static CLIENTS: LazyLock<Mutex<Vec<(Connection, reqwest::Client)>>> = LazyLock::new(Mutex::default);
@@ -68,15 +62,9 @@ pub async fn client(connection: &Connection) -> Result<reqwest::Client, Error> {
 fn build(c: &Connection) -> Result<reqwest::Client, Error> {
     let internal =
         |e: reqwest::Error| Error::Internal(format!("cannot build the HTTP client: {e}"));
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &c.headers {
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-            reqwest::header::HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    let headers: reqwest::header::HeaderMap = (c.headers.iter())
+        .filter_map(|(name, value)| Some((name.parse().ok()?, value.parse().ok()?)))
+        .collect();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers)
@@ -109,7 +97,7 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         builder = builder.proxy(proxy.no_proxy(no_proxy()));
     }
     let extra = c.extra_ca_file.as_deref().and_then(read_extra_cas);
-    let extra = extra.as_deref().map(parse_pem_lenient).unwrap_or_default();
+    let extra: Vec<_> = certificates(&extra.unwrap_or_default()).flatten().collect();
     if !c.ca_certificates.is_empty() || !extra.is_empty() {
         let certs = c
             .ca_certificates
@@ -133,10 +121,8 @@ fn read_extra_cas(path: &str) -> Option<String> {
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = options.read(true).open(path).ok()?;
     let meta = file.metadata().ok()?;
-    let mut text = String::new();
     (meta.is_file() && meta.len() <= MAX_BYTES).then_some(())?;
-    file.take(MAX_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
+    std::io::read_to_string(file.take(MAX_BYTES)).ok()
 }
 
 /// Each certificate of a PEM document as DER, or why it is unusable.
@@ -162,11 +148,6 @@ pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
         return Err("holds no PEM certificate".into());
     }
     Ok(found)
-}
-
-/// The certificates of a PEM document that parse; the others are left out.
-fn parse_pem_lenient(pem: &str) -> Vec<Vec<u8>> {
-    certificates(pem).flatten().collect()
 }
 
 #[cfg(test)]
@@ -227,6 +208,6 @@ mod tests {
     #[test]
     fn certificates_and_proxies_are_checked() {
         assert!(parse_pem("not a certificate").is_err());
-        assert!(parse_pem_lenient("not a certificate").is_empty());
+        assert!(certificates("not a certificate").flatten().next().is_none());
     }
 }

@@ -1,9 +1,6 @@
-//! The command-string grammar: a program and its arguments, split without a shell.
-//!
-//! Whitespace outside quotes separates words; `'…'` and `"…"` group text, the other kind of
-//! quote being literal inside them; a backslash makes the next character literal anywhere.
-//! Input that a shell would reject or silently mangle (an unterminated quote, a backslash at
-//! the very end, a NUL byte) is refused with the position of the problem.
+//! The command-string grammar (CONTRACT §3): a program and its arguments, split without a
+//! shell. Input a shell would reject or silently mangle (an unterminated quote, a trailing
+//! backslash, a NUL byte) is refused with the position of the problem.
 
 /// A parsed command: the program to start and the arguments to pass it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,33 +87,20 @@ pub fn quote_command(program: &str, args: &[String]) -> Result<String, CommandEr
         return Err(CommandError::EmptyProgram);
     }
     let mut out = String::new();
-    let mut column = 1;
     for word in std::iter::once(program).chain(args.iter().map(String::as_str)) {
-        if let Some(at) = word.chars().position(|c| c == '\0') {
-            return Err(CommandError::NulByte {
-                column: column + at,
-            });
-        }
         if !out.is_empty() {
             out.push(' ');
         }
-        let plain = !word.is_empty()
-            && !word
-                .chars()
-                .any(|c| is_separator(c) || matches!(c, '"' | '\'' | '\\'));
-        if plain {
+        if let Some(at) = word.chars().position(|c| c == '\0') {
+            let column = out.chars().count() + at + 1;
+            return Err(CommandError::NulByte { column });
+        }
+        let special = |c| is_separator(c) || matches!(c, '"' | '\'' | '\\');
+        if !word.is_empty() && !word.chars().any(special) {
             out.push_str(word);
         } else {
-            out.push('"');
-            for c in word.chars() {
-                if matches!(c, '"' | '\\') {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
+            out += &format!("\"{}\"", word.replace('\\', r"\\").replace('"', r#"\""#));
         }
-        column = out.chars().count() + 2;
     }
     Ok(out)
 }

@@ -1,12 +1,11 @@
-//! The one error type of the runtime. Each variant knows the `code` it carries in JavaScript
-//! and the kind of JS error it becomes; the binding does nothing but that conversion.
+//! The one error type of the runtime. Each variant knows the `code` it carries in JavaScript;
+//! the binding builds the error object.
 
 use std::io;
 
 use crate::command::CommandError;
 
-/// An error produced by code the runtime calls but does not own (the storage adapter). It is
-/// passed through to the caller unchanged.
+/// An error from code the runtime calls but does not own (the storage adapter), passed through.
 pub type ExternalError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +38,8 @@ pub enum Error {
         attempts: String,
     },
 
-    /// A file-system error, worded the way Node's `fs` words it. (The JavaScript entry puts
-    /// libuv's wording of the error in place of the C library's.)
+    /// A file-system error, worded as Node's `fs` words it (the JavaScript entry puts libuv's
+    /// text in place of the C library's).
     #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(*errno))]
     Io {
         code: String,
@@ -123,21 +122,6 @@ impl Error {
         }
     }
 
-    /// The JavaScript class: bad arguments and options are `TypeError`s, as the TypeScript
-    /// runtime's callers expect.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Error::InvalidArgument(_) | Error::InvalidUrl { .. } => "TypeError",
-            _ => "Error",
-        }
-    }
-
-    /// The `name` of the JavaScript error, where it differs from the class name.
-    pub fn name(&self) -> Option<&'static str> {
-        matches!(self, Error::Aborted).then_some("AbortError")
-    }
-
-    /// A file-system error about `path`, from the failed `syscall`.
     pub fn io(err: &io::Error, syscall: &'static str, path: impl Into<String>) -> Self {
         let (code, errno) = errno_code(err);
         Error::Io {
@@ -149,7 +133,6 @@ impl Error {
         }
     }
 
-    /// A spec over the `maxSpecBytes` limit.
     pub fn too_large(source_name: impl Into<String>, limit: u64) -> Self {
         Error::TooLarge {
             source_name: source_name.into(),
@@ -237,7 +220,6 @@ mod tests {
             Error::StorageRequired.to_string(),
             "Worker was not configured with an ArtifactStorage adapter, but the job requires remote assets."
         );
-        assert_eq!(Error::Aborted.name(), Some("AbortError"));
         let http = Error::HttpStatus {
             status: 404,
             reason: "Not Found".into(),

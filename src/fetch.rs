@@ -1,7 +1,6 @@
-//! Fetching a spec over HTTP(S) from a network that drops connections, answers 503 under
-//! load and sometimes hangs: a client shared per process (see `clients`), retries with exponential
-//! backoff and full jitter for transient failures only, per-attempt and idle timeouts, and a
-//! size limit enforced while the body arrives.
+//! Fetching a spec over HTTP(S) from a network that drops connections, answers 503 and hangs:
+//! retries with exponential backoff and full jitter for transient failures only, per-attempt
+//! and idle timeouts, and a size limit enforced while the body arrives.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -14,22 +13,16 @@ use reqwest::{StatusCode, Url};
 use crate::clients::{self, Connection};
 use crate::error::Error;
 
-/// How specs are fetched (`WorkerRuntimeConfig.fetch`).
+/// How specs are fetched (`WorkerRuntimeConfig.fetch`; the fields are documented there).
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
-    /// Retries after the first attempt, for transient failures only.
     pub retries: u32,
-    /// The first backoff; each later one doubles, with full jitter.
     pub retry_base: Duration,
-    /// No backoff (nor `Retry-After` wait) is longer than this.
     pub retry_max: Duration,
-    /// How to connect: headers, trusted CAs, connect timeout, proxies.
     pub connection: Connection,
-    /// The most one attempt may take, body included (`None`: no limit, as for the next one).
+    /// `None`: no limit, as for `idle_timeout`.
     pub timeout: Option<Duration>,
-    /// The longest the body may stall between two pieces.
     pub idle_timeout: Option<Duration>,
-    /// The largest spec accepted, from the network (after decompression) or from a file.
     pub max_spec_bytes: u64,
 }
 
@@ -62,14 +55,6 @@ impl FetchConfig {
         Ok(())
     }
 
-    /// Trust the certificates of a PEM document (one or more). Each must parse as a
-    /// certificate now, so that a damaged one is refused here, not at the first fetch.
-    pub fn add_ca_pem(&mut self, pem: &str) -> Result<(), String> {
-        let certificates = clients::parse_pem(pem)?;
-        self.connection.ca_certificates.extend(certificates);
-        Ok(())
-    }
-
     /// GET `url` into `buffer` (emptied first, so that a caller can reuse one), retrying
     /// transient failures; the final error says how many attempts were made and how each failed.
     pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
@@ -96,21 +81,12 @@ impl FetchConfig {
     }
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>, retry: bool) -> Result<(), Failure> {
-        // The shared client of these settings (built on first use: a runtime that only reads
-        // files never needs one); for a retry, the one that opens a connection per request.
-        let client = match retry {
-            false => clients::client(&self.connection).await,
-            true => {
-                let fresh_connections = true;
-                let connection = self.connection.clone();
-                clients::client(&clients::Connection {
-                    fresh_connections,
-                    ..connection
-                })
-                .await
-            }
-        }
-        .map_err(Failure::Final)?;
+        // Built on first use (reading files needs none); a retry's opens a connection a request.
+        let connection = Connection {
+            fresh_connections: retry,
+            ..self.connection.clone()
+        };
+        let client = clients::client(&connection).await.map_err(Failure::Final)?;
         body.clear();
         let timed_out = |ms| format!("timed out after {ms} ms (fetch.timeoutMs)");
         within(self.timeout, timed_out, self.request(&client, url, body)).await?
@@ -204,10 +180,9 @@ impl Failure {
 }
 
 fn final_error(failure: Failure, url: &Url, history: &[String]) -> Error {
-    let attempts = if history.len() > 1 {
-        format!(", after {} attempts: {}", history.len(), history.join("; "))
-    } else {
-        String::new()
+    let attempts = match history.len() {
+        0 | 1 => String::new(),
+        n => format!(", after {n} attempts: {}", history.join("; ")),
     };
     match failure {
         Failure::Status { status, reason, .. } => Error::HttpStatus {
@@ -225,8 +200,7 @@ fn final_error(failure: Failure, url: &Url, history: &[String]) -> Error {
     }
 }
 
-/// A random wait in `[0, min(max, base * 2^attempt)]`: spreads out the retries of many
-/// workers that failed together.
+/// A random wait in `[0, min(max, base * 2^attempt)]`, to spread out workers that failed together.
 fn full_jitter(base: Duration, max: Duration, attempt: u32) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(max);
     let random = RandomState::new().hash_one(Instant::now());
@@ -395,6 +369,6 @@ mod tests {
         assert!(config.add_header("Authorization", "Bearer x").is_ok());
         assert!(config.add_header("bad header", "x").is_err());
         assert!(config.add_header("X-Ok", "line\nbreak").is_err());
-        assert!(config.add_ca_pem("not a certificate").is_err());
+        assert!(clients::parse_pem("not a certificate").is_err());
     }
 }

@@ -1,8 +1,6 @@
 #![deny(clippy::all)]
-//! The native `WorkerRuntime` of the Helios distributed video renderer.
-//!
-//! Every module but `binding` is free of napi and tested with `cargo test`; the binding only
-//! converts values and errors.
+//! The native `WorkerRuntime` of the Helios distributed video renderer. Every module but
+//! `binding` (which only converts values and errors) is free of napi and tested by `cargo test`.
 
 pub mod clients;
 pub mod command;

@@ -1,27 +1,13 @@
 //! No run outlives the process that started it.
 //!
-//! Every command's environment carries a marker, `HELIOS_WORKER_RUNTIME_WATCH=<token>`, whose
-//! token is unique to this process; its children and helpers inherit it. A small watcher
-//! process, started once per process on first use, holds the read end of a pipe whose only
-//! write end this process holds, and does nothing else. When this process dies — even by
-//! SIGKILL, when no code of ours runs — the kernel closes that write end, the watcher's read
-//! returns end-of-file, and it kills every process whose environment carries the token, and
-//! the process group of each.
-//!
-//! A run costs nothing for this: no file, no message, no system call. (A first design kept a
-//! file per live group in a registry directory; creating and removing it cost about 50 µs a
-//! run.) A thread waits for the watcher; should it die while this process lives (someone
-//! killed it), the thread starts another with the same token, so the runs already in flight
-//! stay covered. A helper that clears its environment and leaves its group escapes.
-//!
-//! Why not `PR_SET_PDEATHSIG`: it fires when the *thread* that spawned the child exits (a
-//! pooled worker thread, long before the process dies), it is not inherited by the command's
-//! own children, and setting it needs a `pre_exec` hook, which makes every spawn a full
-//! `fork` of this (large) process instead of a `posix_spawn`.
-//!
-//! The watcher is a POSIX shell script using `grep -z`: every image that renders video has
-//! `/bin/sh` and a `grep` (GNU or BusyBox). Where there is none, runs still work and still
-//! clean up after themselves; only the parent-death guarantee is lost.
+//! Every command's environment carries `HELIOS_WORKER_RUNTIME_WATCH=<token>`, a token unique
+//! to this process, which its helpers inherit. A `/bin/sh` watcher, started on first use,
+//! holds the read end of a pipe whose only write end this process holds. When this process
+//! dies, even by SIGKILL, the pipe closes and the watcher kills every process whose
+//! environment carries the token, and the group of each. A run costs nothing for this; a
+//! helper that clears its environment and leaves its group escapes. Without `/bin/sh` and
+//! `grep`, runs still work, without the guarantee. (Why not `PR_SET_PDEATHSIG`, and the design
+//! this replaced: README, "Design".)
 
 // The portable process backend (a test-only feature on Unix) has no process groups to watch.
 #![cfg_attr(feature = "portable-process", allow(dead_code))]
@@ -35,11 +21,10 @@ use crate::lock;
 /// The variable that marks the commands of this process.
 pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 
-/// Waits for end-of-file on stdin, then kills every process whose environment carries the
-/// token (`$1`), and its group; twice, for a process forked meanwhile. A process's name may hold
-/// anything, newlines and `) ` included, so its `stat` is read whole and the fields are taken
-/// after the last `) `; a group id that is not a number above 1 is never used. Terminal and
-/// container signals are ignored: the watcher must outlive its parent to do its work.
+/// Waits for end-of-file on stdin, then kills (twice, for a process forked meanwhile) every
+/// process whose environment carries the token `$1`, and its group: `stat` is split after its
+/// last `) ` (a name may hold anything), and a group id not above 1 is never used. It ignores
+/// terminal and container signals: it must outlive its parent.
 const SCRIPT: &str = include_str!("orphan-watcher.sh");
 
 /// The running watcher: the write end of its pipe.
@@ -73,37 +58,28 @@ pub fn marker() -> Option<(&'static str, &'static str)> {
 /// Start a watcher for `token` and keep it in `slot`. A thread waits for it; should it die
 /// while this process lives, the thread starts another for the same token.
 fn start(token: &'static str, slot: &'static Slot) -> Option<Watcher> {
-    let (child, pipe) = spawn_watcher(token)?;
+    let (mut child, pipe) = spawn_watcher(token)?;
     let pid = child.id();
     // Without the thread the watcher still works; only its restart is lost. Its pipe must be
     // kept either way: dropping it would fire it.
     let _ = std::thread::Builder::new()
         .name("helios-orphan-watcher".into())
-        .spawn(move || keep_watching(child, token, slot));
-    Some(Watcher { pipe, pid })
-}
-
-fn keep_watching(mut child: Child, token: &'static str, slot: &'static Slot) {
-    loop {
-        let _ = child.wait();
-        // Not in a tight loop, should a watcher die as soon as it starts.
-        std::thread::sleep(Duration::from_millis(10));
-        let mut guard = lock(slot);
-        let Some(watcher) = guard.as_mut() else {
-            return; // Released on purpose: nothing left to watch.
-        };
-        match spawn_watcher(token) {
-            Some((next, pipe)) => {
-                watcher.pipe = pipe;
-                watcher.pid = next.id();
-                child = next;
-            }
-            None => {
+        .spawn(move || loop {
+            let _ = child.wait();
+            // Not in a tight loop, should a watcher die as soon as it starts.
+            std::thread::sleep(Duration::from_millis(10));
+            let mut guard = lock(slot);
+            // Released on purpose (`None`): nothing left to watch.
+            let Some(watcher) = guard.as_mut() else {
+                return;
+            };
+            let Some((next, pipe)) = spawn_watcher(token) else {
                 guard.take();
                 return;
-            }
-        }
-    }
+            };
+            (watcher.pipe, watcher.pid, child) = (pipe, next.id(), next);
+        });
+    Some(Watcher { pipe, pid })
 }
 
 fn spawn_watcher(token: &str) -> Option<(Child, ChildStdin)> {

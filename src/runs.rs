@@ -1,20 +1,17 @@
-//! The runs in progress of one JavaScript environment (the main thread or a worker thread),
-//! each under a key with its cancellation token and its command's process group: how a run is
-//! cancelled or signalled by its id, and how every run is cancelled at once when its
-//! environment goes away.
+//! The runs in progress of one JavaScript environment (main or worker thread), by key: each
+//! cancelled or signalled by its id, and all cancelled when the environment goes away.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::lock;
 use crate::process::{Group, Signal};
 
-type Entry = (CancellationToken, Arc<Group>);
-
 #[derive(Default)]
-pub struct Runs(Mutex<HashMap<u64, Entry>>);
+pub struct Runs(Mutex<HashMap<u64, (CancellationToken, Arc<Group>)>>);
 
 impl Runs {
     /// List `token` and `group` under `key` for as long as the returned guard lives.
@@ -24,7 +21,7 @@ impl Runs {
         token: &CancellationToken,
         group: &Arc<Group>,
     ) -> Registered {
-        self.lock().insert(key, (token.clone(), group.clone()));
+        lock(&self.0).insert(key, (token.clone(), group.clone()));
         Registered {
             runs: self.clone(),
             key,
@@ -32,7 +29,7 @@ impl Runs {
     }
 
     pub fn cancel(&self, key: u64) {
-        if let Some((token, _)) = self.lock().get(&key) {
+        if let Some((token, _)) = lock(&self.0).get(&key) {
             token.cancel();
         }
     }
@@ -40,16 +37,12 @@ impl Runs {
     /// Send `signal` to the process group of run `key`'s command, with `grace` to end (see
     /// [`Group::signal`]); `false` when no command of that run is running.
     pub fn signal(&self, key: u64, signal: Signal, grace: Duration) -> bool {
-        let group = self.lock().get(&key).map(|(_, group)| group.clone());
+        let group = lock(&self.0).get(&key).map(|(_, group)| group.clone());
         group.is_some_and(|group| group.signal(signal, grace))
     }
 
     pub fn cancel_all(&self) {
-        self.lock().values().for_each(|(token, _)| token.cancel());
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
-        crate::lock(&self.0)
+        lock(&self.0).values().for_each(|(token, _)| token.cancel());
     }
 }
 
@@ -61,7 +54,7 @@ pub struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.runs.lock().remove(&self.key);
+        lock(&self.runs.0).remove(&self.key);
     }
 }
 
@@ -83,7 +76,7 @@ mod tests {
         runs.cancel(1);
         assert!(a.is_cancelled() && !b.is_cancelled());
         drop(registered);
-        assert_eq!(runs.lock().len(), 1, "an ended run is forgotten");
+        assert_eq!(lock(&runs.0).len(), 1, "an ended run is forgotten");
         runs.cancel_all();
         assert!(b.is_cancelled());
     }

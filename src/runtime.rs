@@ -31,8 +31,8 @@ pub trait AssetStore: Send + Sync {
 pub struct Runtime {
     pub workspace: PathBuf,
     /// Each job works in a directory of its own under `workspace`, its assets fetched once.
-    per_job: bool,
-    fetch: FetchConfig,
+    pub per_job: bool,
+    pub fetch: FetchConfig,
 }
 
 /// What a run needs beyond its controls.
@@ -45,14 +45,6 @@ pub struct RunExtras {
 }
 
 impl Runtime {
-    pub fn new(workspace: PathBuf, fetch: FetchConfig, per_job: bool) -> Self {
-        Runtime {
-            workspace,
-            per_job,
-            fetch,
-        }
-    }
-
     /// Run `target` (a chunk or the merge) of the spec at `source`.
     pub async fn run(
         &self,
@@ -148,10 +140,9 @@ fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
     Some(clean)
 }
 
-/// Where the chunk's `outputFile` is, and its size when it is a regular file. Looked for as
-/// `path.resolve` names it; when that holds no file and the name has a `..`, also as the file
-/// system resolves it: after a symlinked directory, `..` leads to the parent of the link's
-/// target, not back to the directory the link is in.
+/// Where the chunk's `outputFile` is, and its size when it is a regular file: as `path.resolve`
+/// names it, else (for a name with `..`) as the file system resolves it, where `..` after a
+/// symlinked directory leads to the parent of the link's target.
 async fn find_output(cwd: &Path, file: &str) -> Option<(PathBuf, Option<u64>)> {
     let path = local_path(cwd, file)?;
     let bytes = file_size(&path).await;
@@ -188,7 +179,7 @@ fn job_dir_name(id: Option<&str>) -> Result<String, Error> {
         true => (job::without_lone_surrogates(raw).as_deref().or(Some(raw)))
             .and_then(|raw| serde_json::from_str(raw).ok())
             .map(|id: String| (id, false)),
-        false => job::json_number(raw).map(|n| (job::js_number(n), true)),
+        false => raw.parse::<f64>().ok().map(|n| (job::js_number(n), true)),
     }
     .filter(|(id, _)| !id.is_empty())
     .ok_or_else(|| {
@@ -281,8 +272,7 @@ where
 
 /// A run's whole environment: `inherited` (`KEY=value\0` pairs) when given, else this
 /// process's, with `overlays` laid over it (`None` removes a variable). Call it on the
-/// JavaScript thread only: Node writes the process's environment from that thread, so reading
-/// it there cannot race with a write, while reading it from another thread can, and crashes.
+/// JavaScript thread only: reading the environment while Node writes it can crash.
 pub fn environment<'a>(
     inherited: Option<&str>,
     overlays: impl Iterator<Item = (&'a String, &'a Option<String>)>,
@@ -328,6 +318,14 @@ fn ensure_workspace(dir: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    fn new_runtime(workspace: PathBuf, fetch: FetchConfig, per_job: bool) -> Runtime {
+        Runtime {
+            workspace,
+            fetch,
+            per_job,
+        }
+    }
 
     /// A scratch directory, removed again when the test is done with it.
     struct Scratch(PathBuf);
@@ -390,7 +388,7 @@ mod tests {
         );
         let workspace = dir.join("deep/work");
         let store = Arc::new(RecordingStore(Mutex::default()));
-        let runtime = Runtime::new(workspace.clone(), FetchConfig::default(), false);
+        let runtime = new_runtime(workspace.clone(), FetchConfig::default(), false);
         let extras = RunExtras {
             storage: Some(store.clone()),
             ..RunExtras::default()
@@ -415,7 +413,7 @@ mod tests {
     async fn assets_without_storage_are_refused_before_the_chunk_is_looked_up() {
         let dir = temp_dir("nostorage");
         let source = write_spec(&dir, r#"{"assetsUrl":"s3://x","chunks":[]}"#);
-        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), false);
+        let runtime = new_runtime(dir.join("w"), FetchConfig::default(), false);
         let err = runtime
             .run(
                 source,
@@ -434,7 +432,7 @@ mod tests {
         let source = write_spec(&dir, r#"{"chunks":[{"id":0,"command":"true"}]}"#);
         let file = dir.join("file");
         std::fs::write(&file, "").unwrap();
-        let runtime = Runtime::new(file.clone(), FetchConfig::default(), false);
+        let runtime = new_runtime(file.clone(), FetchConfig::default(), false);
         let err = runtime
             .run(
                 source,
@@ -510,7 +508,7 @@ mod tests {
             storage: Some(store.clone()),
             ..RunExtras::default()
         };
-        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        let runtime = new_runtime(dir.join("w"), FetchConfig::default(), true);
         let err = runtime
             .run(spec("a/b"), Target::Chunk(0), Controls::default(), extras())
             .await;
@@ -526,7 +524,7 @@ mod tests {
             "one failure, then one download for three runs at once"
         );
         // Another runtime (or a restart) finds it done; another job downloads its own.
-        let again = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        let again = new_runtime(dir.join("w"), FetchConfig::default(), true);
         again
             .run(spec("a/b"), Target::Chunk(0), Controls::default(), extras())
             .await
@@ -565,7 +563,7 @@ mod tests {
             calls: 0.into(),
             fail: 0,
         });
-        let runtime = Runtime::new(dir.join("w"), FetchConfig::default(), true);
+        let runtime = new_runtime(dir.join("w"), FetchConfig::default(), true);
         let run = || {
             let extras = RunExtras {
                 storage: Some(store.clone()),
@@ -614,7 +612,7 @@ mod tests {
             &dir,
             r#"{"chunks":[{"id":0,"outputFile":"o.txt","command":"sh -c 'printf abc > o.txt'"},{"id":1,"outputFile":"s3://b/o","command":"true"},{"id":2,"outputFile":"none","command":"true"},{"id":3,"outputFile":"link/../d.txt","command":"sh -c 'printf abcd > link/../d.txt'"}]}"#,
         );
-        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
+        let runtime = new_runtime(dir.to_path_buf(), FetchConfig::default(), false);
         let run = |id| {
             runtime.run(
                 source.clone(),
@@ -660,7 +658,7 @@ mod tests {
                 marker.display()
             ),
         );
-        let runtime = Runtime::new(dir.to_path_buf(), FetchConfig::default(), false);
+        let runtime = new_runtime(dir.to_path_buf(), FetchConfig::default(), false);
         let extras = RunExtras::default();
         extras.cancel.cancel();
         let err = runtime

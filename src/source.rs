@@ -1,5 +1,6 @@
 //! Where a job spec comes from: an http(s) URL, a `file://` URL, or a file path.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -10,7 +11,6 @@ use crate::error::Error;
 use crate::fetch::FetchConfig;
 use crate::lock;
 
-/// A parsed `jobPath`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSource {
     Http(Url),
@@ -94,14 +94,12 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// Specs up to this size (fetched, or from a local file system) are read and parsed on the
-/// async worker itself (well under a millisecond, less than a hop to the blocking pool and
-/// back); larger ones go to the blocking pool.
+/// Specs up to this size (fetched, or on a local file system) are parsed on the async worker
+/// itself, in less time than a hop to the blocking pool and back takes.
 const INLINE_BYTES: u64 = 256 * 1024;
 
-/// The buffer the last large spec was read into, kept for the next one, whichever runtime
-/// reads it: allocating (and faulting in) tens of megabytes afresh for every run costs as
-/// much as parsing them, and consumers create a runtime per request.
+/// The buffer the last large spec was read into, kept for the next one of any runtime:
+/// allocating (and faulting in) tens of megabytes afresh costs as much as parsing them.
 static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 fn take_spare() -> Vec<u8> {
@@ -116,11 +114,9 @@ fn give_back(mut buffer: Vec<u8>) {
     }
 }
 
-/// Load the spec at `source` and hand its bytes to `parse`. A small spec, fetched or on a
-/// local file system, is parsed right here. Another file is opened, read and parsed in one
-/// blocking task (anything a file system may block on, a slow NFS mount say, stays off the
-/// async workers); a FIFO is read asynchronously, so that waiting for its writer holds no
-/// thread and an abort or a timeout ends it at once.
+/// Load the spec at `source` and hand its bytes to `parse`: a small one fetched or on a local
+/// file system right here; another file in one blocking task (a hung NFS mount stays off the
+/// async workers); a FIFO asynchronously (waiting for its writer holds no thread).
 pub async fn load<T: Send + 'static>(
     fetch: &FetchConfig,
     source: &JobSource,
@@ -173,19 +169,13 @@ async fn off_thread<T: Send + 'static>(
     result
 }
 
-/// Directories whose file system is known: local ones (their files are read right on the async
-/// workers) and the others. Anything not known to be local — a network file system (NFS, SMB,
-/// FUSE…) that may hang, a directory not seen yet — is read on the blocking pool, which learns
-/// its answer once. Bounded: cleared when full.
-static DIRS: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+/// Directories whose file system is known to be local (`true`) or not. Any file not known to
+/// be on a local one is read on the blocking pool, which learns the answer. Cleared when full.
+static DIRS: Mutex<BTreeMap<PathBuf, bool>> = Mutex::new(BTreeMap::new());
 const MAX_DIRS: usize = 1024;
 
 fn known_dir(path: &Path) -> Option<bool> {
-    let dirs = lock(&DIRS);
-    let dir = path.parent()?;
-    dirs.iter()
-        .find(|(known, _)| known == dir)
-        .map(|&(_, local)| local)
+    lock(&DIRS).get(path.parent()?).copied()
 }
 
 /// Called on the blocking pool: `statfs` of a hung network mount blocks too.
@@ -210,28 +200,23 @@ fn learn_local_dir(path: &Path) {
         .contains(&fs.filesystem_type())
     });
     let mut dirs = lock(&DIRS);
-    if !dirs.iter().any(|(known, _)| known == dir) {
-        if dirs.len() >= MAX_DIRS {
-            dirs.clear();
-        }
-        dirs.push((dir.to_owned(), local));
+    if dirs.len() >= MAX_DIRS {
+        dirs.clear();
     }
+    dirs.insert(dir.to_owned(), local);
 }
 
 #[cfg(not(target_os = "linux"))]
 fn learn_local_dir(_: &Path) {}
 
-/// A regular file small enough to read right here, opened without following a final symlink
-/// (it may point anywhere); `None` for anything else, which the blocking pool reads (or
-/// reports) the careful way. The type is looked at before opening: opening a FIFO would let a
-/// writer waiting for a reader go ahead.
+/// A regular file small enough to read right here, opened without following a final symlink;
+/// `None` for anything else, left to the blocking pool. The type is looked at first: opening
+/// a FIFO would let a writer waiting for a reader go ahead.
 fn open_small(path: &Path) -> Option<(std::fs::File, u64)> {
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > INLINE_BYTES {
-        return None;
-    }
+    (meta.is_file() && meta.len() <= INLINE_BYTES).then_some(())?;
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]
     options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
@@ -275,10 +260,8 @@ async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Erro
 }
 
 #[cfg(not(unix))]
-async fn read_fifo(_: &Path, shown: &str, _: u64) -> Result<Vec<u8>, Error> {
-    Err(Error::Internal(format!(
-        "{shown} is a FIFO, which this platform cannot read"
-    )))
+async fn read_fifo(_: &Path, _: &str, _: u64) -> Result<Vec<u8>, Error> {
+    unreachable!("`is_fifo` is always false here")
 }
 
 /// Open a spec file; its size when it is a regular file (0 otherwise: read until the end).

@@ -19,11 +19,16 @@ pub fn to_napi(env: &Env, err: Error) -> napi::Error {
 }
 
 fn build<'env>(env: &'env Env, err: &Error) -> Result<Object<'env>> {
-    let ctor: Function<String, Unknown> = env.get_global()?.get_named_property(err.class())?;
+    // Bad arguments and options are `TypeError`s, as the TypeScript runtime's callers expect.
+    let class = match err {
+        Error::InvalidArgument(_) | Error::InvalidUrl { .. } => "TypeError",
+        _ => "Error",
+    };
+    let ctor: Function<String, Unknown> = env.get_global()?.get_named_property(class)?;
     let mut obj: Object = ctor.new_instance(err.to_string())?.coerce_to_object()?;
     obj.set_named_property("code", err.code())?;
-    if let Some(name) = err.name() {
-        obj.set_named_property("name", name)?;
+    if matches!(err, Error::Aborted) {
+        obj.set_named_property("name", "AbortError")?;
     }
     match err {
         Error::Io {

@@ -1,6 +1,5 @@
-//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. It converts the values
-//! the JavaScript entry checked (see `types`) into the core's types, starts the run, and turns
-//! its outcome into a result or an error object.
+//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. It converts checked
+//! values (see `types`) into the core's, starts the run, and returns its result or error.
 
 mod bridge;
 mod errors;
@@ -62,11 +61,11 @@ impl WorkerRuntime {
             config.max_buffer,
         );
         Ok(WorkerRuntime {
-            inner: Arc::new(Runtime::new(
+            inner: Arc::new(Runtime {
                 workspace,
                 fetch,
-                config.per_job_workspace.unwrap_or(false),
-            )),
+                per_job: config.per_job_workspace.unwrap_or(false),
+            }),
             defaults,
             download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
             env_defaults: config.env.unwrap_or_default(),
@@ -245,11 +244,12 @@ fn fetch_config(options: Option<FetchOptions>) -> std::result::Result<FetchConfi
         })?;
     }
     for (i, pem) in o.ca_certificates.unwrap_or_default().iter().enumerate() {
-        fetch.add_ca_pem(pem).map_err(|why| {
+        let certificates = crate::clients::parse_pem(pem).map_err(|why| {
             Error::InvalidArgument(format!(
                 "The property 'config.fetch.caCertificates[{i}]' is not a PEM certificate: {why}"
             ))
         })?;
+        fetch.connection.ca_certificates.extend(certificates);
     }
     Ok(fetch)
 }

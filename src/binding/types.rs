@@ -8,13 +8,11 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
-/// An output callback, weak so that it never keeps Node alive. An empty string is the
-/// runtime's delivery barrier, which the JavaScript entry does not pass on.
+/// An output callback, weak (it never keeps Node alive); `''` is a barrier the entry drops.
 pub type OutputFn = ThreadsafeFunction<String, (), String, Status, false, true>;
 
-/// `storage.downloadAssetBundle(jobId, remoteUrl, targetDir, runId)`, as the JavaScript entry
-/// wraps it: it always returns a promise, makes the job id's JSON text the value `JSON.parse`
-/// makes of it, and turns the run id into the run's `{ signal }`.
+/// `storage.downloadAssetBundle(jobId, remoteUrl, targetDir, runId)` as the JavaScript entry
+/// wraps it: a promise, the job id's JSON text parsed, the run id made the run's `{ signal }`.
 pub type DownloadArgs = FnArgs<(Option<String>, String, String, u32)>;
 pub type DownloadFn =
     ThreadsafeFunction<DownloadArgs, Promise<()>, DownloadArgs, Status, false, true>;
@@ -77,8 +75,7 @@ pub struct RunOptions<'a> {
     /// SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
     /// 0 (the default) means no timeout.
     pub timeout: Option<f64>,
-    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (the default) or a
-    /// number. (The JavaScript entry hands it over as a number.)
+    /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (default) or a number.
     #[napi(ts_type = "NodeJS.Signals | number")]
     pub kill_signal: Option<i32>,
     /// Milliseconds between `killSignal` and SIGKILL. Default 5000.
@@ -108,8 +105,7 @@ pub struct RunOptions<'a> {
     /// `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
     /// last line without one comes at the end. Default `false`: pieces as they arrive.
     pub lines: Option<bool>,
-    /// Set by the JavaScript entry, unique among the runtime's runs in progress: the id under
-    /// which the run can be cancelled and its storage call finds its `AbortSignal`.
+    /// Set by the JavaScript entry: the id under which the run is cancelled and signalled.
     #[napi(skip_typescript)]
     pub run_id: Option<u32>,
 }

@@ -15,8 +15,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -29,15 +29,12 @@ pub use signal::Signal;
 /// How long output is still read after the process exits, for helpers that flush late.
 /// Past it, what is left of the group is killed so a helper holding a pipe cannot hang a run.
 pub const DRAIN_GRACE: Duration = Duration::from_millis(1000);
-/// After that kill, how long to wait for the pipes to close before giving up on them (a
-/// process outside the group may hold them).
+/// Then how long the pipes may take to close (a process outside the group may hold them).
 const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
-/// Each stream is read into a buffer that starts small (most commands say little, and a
-/// server may run hundreds at once) and grows while reads keep filling it.
+/// Read buffers start small (most commands say little, and hundreds may run) and grow.
 const READ_BUFFER_FIRST: usize = 4 * 1024;
 const READ_BUFFER_MAX: usize = 64 * 1024;
 
-/// Which output stream a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout,
@@ -46,12 +43,10 @@ pub enum Stream {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The read end of one of the child's output pipes.
 type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-/// At most this many bytes of output wait for an output callback per run; past it the pipes
-/// are not read until the callbacks catch up (the command then blocks on its writes), so a
-/// busy JavaScript thread slows the command down instead of piling its output up in memory.
+/// At most this many bytes of output wait for the output callbacks of a run; past it the pipes
+/// are not read (the command blocks on its writes) until the JavaScript thread catches up.
 pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// Receives output as it arrives. `piece` must not block; `queued` counts what was handed
@@ -63,7 +58,6 @@ pub trait OutputSink: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, ()>;
 }
 
-/// The limits and environment of one run.
 #[derive(Debug, Clone)]
 pub struct Controls {
     pub timeout: Option<Duration>,
@@ -119,7 +113,6 @@ impl Default for Controls {
     }
 }
 
-/// How the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Exited(i32),
@@ -134,27 +127,23 @@ pub struct Usage {
     pub system_ms: f64,
 }
 
-/// The result of a run that started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcome {
     /// The exit code; -1 when a signal ended the process or the timeout did.
     pub exit_code: i32,
     pub signal: Option<Signal>,
     pub stdout: String,
     pub stderr: String,
-    /// From just before spawn to the process's exit.
     pub duration: Duration,
     pub timed_out: bool,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Option<Usage>,
-    /// The chunk's declared `outputFile` as a path, and its size when it is a file (set by
-    /// the runtime, not here).
+    /// Set by the runtime: the chunk's `outputFile`, and its size when it is a file.
     pub output_path: Option<PathBuf>,
     pub output_bytes: Option<u64>,
 }
 
-/// What to run and where.
 pub struct Command<'a> {
     pub program: &'a str,
     pub args: &'a [String],
@@ -170,13 +159,10 @@ pub struct Command<'a> {
 pub struct Group {
     /// Its id while the command runs, 0 otherwise.
     id: AtomicI32,
-    /// Until then (nanoseconds after `EPOCH`), what is left of the group once the command's own
-    /// process has ended is not killed for holding its pipes: a stop passed on with a grace
-    /// gets all of it, helpers included.
-    grace_until: AtomicU64,
+    /// Until then, what is left of the group once the command's own process has ended is not
+    /// killed for holding its pipes: a stop passed on with a grace gets all of it.
+    grace_until: Mutex<Option<Instant>>,
 }
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl Group {
     /// Send `signal` to the group and give it `grace` to end; `false` when the command is
@@ -186,21 +172,16 @@ impl Group {
         if id <= 0 || !sys::signal_group(id, signal) {
             return false;
         }
-        let until = (Instant::now() + grace).saturating_duration_since(*EPOCH);
-        let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
-        self.grace_until.fetch_max(until, Ordering::SeqCst);
+        let mut until = crate::lock(&self.grace_until);
+        *until = (*until).max(Some(Instant::now() + grace));
         true
     }
 
     fn grace_until(&self) -> Option<Instant> {
-        let nanos = self.grace_until.load(Ordering::SeqCst);
-        let until = EPOCH.checked_add(Duration::from_nanos(nanos))?;
-        (until > Instant::now()).then_some(until)
+        crate::lock(&self.grace_until).filter(|&until| until > Instant::now())
     }
 }
 
-/// One stream of the child: its pipe and read buffer, what was kept of it, and its decoder
-/// for the sink.
 struct Capture<'a> {
     pipe: Option<Pipe>,
     /// Read into spare capacity: no zeroing of buffers most runs barely touch.
@@ -229,21 +210,19 @@ impl Capture<'_> {
         matches!(pipe.read_buf(&mut self.buf).await, Ok(n) if n > 0)
     }
 
-    /// Keep what `read` got and hand it to the sink, decoded; at the end (`more` false), close
-    /// the pipe and hand the sink what the decoder held back.
+    /// Keep what `read` got and hand it to the sink, decoded; `more` false ends the stream.
     fn accept(&mut self, more: bool) {
         match more {
             true => self.kept.push(&self.buf),
             false => self.pipe = None,
         }
-        if let Some(sink) = self.sink {
-            let text = match more {
-                true => self.decoder.decode(&self.buf),
-                false => self.decoder.finish(),
-            };
-            if !text.is_empty() {
-                sink.piece(self.stream, text);
-            }
+        let Some(sink) = self.sink else { return };
+        let text = match more {
+            true => self.decoder.decode(&self.buf),
+            false => self.decoder.finish(),
+        };
+        if !text.is_empty() {
+            sink.piece(self.stream, text);
         }
     }
 }
@@ -280,9 +259,8 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     // every failure to start a process: `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
-    // Cleared before the leader is reaped: past that, its id may name another process. (A
-    // signal read just before the clear and sent just after the reap could only reach another
-    // group if pids wrapped around in between: Linux hands them out in turn.)
+    // Cleared before the leader is reaped: past that, its id may name another process (only a
+    // pid wrap-around between a signal's read of it and its sending could misdirect one).
     cmd.group.id.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
         pipe,
@@ -380,14 +358,12 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         duration: exited_at - started,
         timed_out,
         usage,
-        output_path: None,
-        output_bytes: None,
+        ..Outcome::default()
     })
 }
 
-/// The program to start. A bare name is looked up in the command's own `PATH` here: handed
-/// an environment with a `PATH`, the standard library would otherwise fall back from
-/// `posix_spawn` to `fork` + `exec`, which copies the page tables of the whole Node process.
+/// The program to start, a bare name looked up in the command's own `PATH` here: given a `PATH`,
+/// std would fall back from `posix_spawn` to a `fork` of the whole Node process.
 fn program_path(cmd: &Command<'_>) -> Result<PathBuf, Error> {
     match cmd.controls.env.iter().flatten().find(|(k, _)| k == "PATH") {
         Some((_, path)) if !cmd.program.contains(std::path::is_separator) => {

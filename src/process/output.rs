@@ -1,9 +1,6 @@
 //! Output capture: a bounded tail buffer and an incremental UTF-8 decoder.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use tokio::sync::Notify;
 
 use super::OUTPUT_QUEUE_BYTES;
 
@@ -62,42 +59,31 @@ impl TailBuffer {
 /// Bytes of output handed to a receiver and not delivered yet; "ready" while there are at most
 /// `OUTPUT_QUEUE_BYTES` of them.
 #[derive(Default)]
-pub struct Queued {
-    bytes: AtomicUsize,
-    drained: Notify,
-}
+pub struct Queued(tokio::sync::watch::Sender<usize>);
 
 impl Queued {
     pub fn add(&self, len: usize) {
-        self.bytes.fetch_add(len, Ordering::SeqCst);
+        self.0.send_modify(|bytes| *bytes += len);
     }
 
     pub fn delivered(&self, len: usize) {
-        self.bytes.fetch_sub(len, Ordering::SeqCst);
-        self.drained.notify_waiters();
+        self.0.send_modify(|bytes| *bytes -= len);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.bytes.load(Ordering::SeqCst) <= OUTPUT_QUEUE_BYTES
+        *self.0.borrow() <= OUTPUT_QUEUE_BYTES
     }
 
     /// Resolves once the receiver has caught up (at once if it has).
     pub async fn ready(&self) {
-        loop {
-            let mut drained = std::pin::pin!(self.drained.notified());
-            drained.as_mut().enable();
-            if self.is_ready() {
-                return;
-            }
-            drained.await;
-        }
+        let mut queued = self.0.subscribe();
+        let _ = queued.wait_for(|&bytes| bytes <= OUTPUT_QUEUE_BYTES).await;
     }
 }
 
-/// Decodes a byte stream piece by piece without ever splitting a character: bytes at the end
-/// of a piece that may begin a character wait for the next piece. Invalid bytes become U+FFFD
-/// exactly as `String::from_utf8_lossy` would replace them in the whole stream, since a piece
-/// is only ever cut right after a whole character or an invalid byte.
+/// Decodes a byte stream piece by piece, holding back a character's first bytes for the next
+/// piece: cut only after a whole character or an invalid byte, the pieces are exactly
+/// `String::from_utf8_lossy` of the whole stream.
 #[derive(Debug, Default)]
 pub struct Utf8Stream {
     pending: Vec<u8>,
@@ -105,42 +91,24 @@ pub struct Utf8Stream {
 
 impl Utf8Stream {
     pub fn decode(&mut self, bytes: &[u8]) -> String {
-        // Joined with what was held back only when something was: most pieces are not copied.
-        let joined;
-        let input = if self.pending.is_empty() {
-            bytes
-        } else {
-            self.pending.extend_from_slice(bytes);
-            joined = std::mem::take(&mut self.pending);
-            &joined
+        self.pending.extend_from_slice(bytes);
+        // A character not finished yet: at most three bytes that `from_utf8` calls incomplete.
+        let tail = &self.pending[self.pending.len().saturating_sub(3)..];
+        let last = tail.utf8_chunks().last().map_or(tail, |c| c.invalid());
+        let keep = match std::str::from_utf8(last) {
+            Err(e) if e.error_len().is_none() => last.len(),
+            _ => 0,
         };
-        let (done, rest) = input.split_at(input.len() - unfinished(input));
-        self.pending.extend_from_slice(rest);
-        String::from_utf8_lossy(done).into_owned()
+        let rest = self.pending.split_off(self.pending.len() - keep);
+        let done = std::mem::replace(&mut self.pending, rest);
+        String::from_utf8(done)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// What is left at the end of the stream (a truncated character becomes U+FFFD).
     pub fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
     }
-}
-
-/// How many bytes at the end of `bytes` belong to a character that is not finished yet: a lead
-/// byte within the last three, followed by fewer continuation bytes than it announces.
-fn unfinished(bytes: &[u8]) -> usize {
-    for back in 1..=bytes.len().min(3) {
-        let byte = bytes[bytes.len() - back];
-        if byte & 0xC0 != 0x80 {
-            let length = match byte {
-                0xC0..=0xDF => 2,
-                0xE0..=0xEF => 3,
-                0xF0..=0xF7 => 4,
-                _ => 1,
-            };
-            return if length > back { back } else { 0 };
-        }
-    }
-    0
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
-//! The portable side of a run (Windows; on Unix only with the `portable-process` feature,
-//! which exists to test this path): `tokio::process`, and kills that reach the direct child
-//! only — there are no process groups to signal. A helper the command started survives a
-//! kill, and no resource use is reported.
+//! The portable side of a run (Windows; on Unix with the `portable-process` feature, to test
+//! it): `tokio::process`, kills that reach the direct child only (no process groups: a helper
+//! survives them), and no resource use.
 
 use std::io;
 
@@ -9,7 +8,6 @@ use super::{ExitStatus, Pipe, Signal, Usage};
 
 pub struct Child(tokio::process::Child);
 
-/// There are no groups to signal here.
 pub fn signal_group(_group: i32, _signal: Signal) -> bool {
     false
 }

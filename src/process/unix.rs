@@ -1,6 +1,5 @@
-//! The Unix side of a run: the command in a process group of its own, spawned with
-//! `posix_spawn`; exit noticed through a pidfd without reaping; every signal sent to the
-//! whole group; `wait4` for the exit status and resource use.
+//! The Unix side of a run: a process group of its own (`posix_spawn`), exit seen through a
+//! pidfd without reaping, signals to the whole group, `wait4` for status and resource use.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -55,14 +54,12 @@ impl Child {
         }
     }
 
-    /// The id of its process group.
     pub fn group(&self) -> i32 {
         self.pid
     }
 
-    /// Send `signal` to the whole group.
     pub fn signal(&mut self, signal: Signal) {
-        kill_group(self.pid, signal);
+        signal_group(self.pid, signal);
     }
 
     /// End what is left of the group, forget it, then reap the leader. Until the reap the
@@ -79,27 +76,22 @@ impl Drop for Child {
         if !self.finished {
             let pid = self.pid;
             // The leader dies at once from SIGKILL; reap it off this thread all the same.
-            kill_group(pid, Signal::KILL);
+            signal_group(pid, Signal::KILL);
             std::thread::spawn(move || release(pid));
         }
     }
 }
 
 fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
-    kill_group(pid, Signal::KILL);
+    signal_group(pid, Signal::KILL);
     reap(pid)
 }
 
+/// Send `signal` to every process in the group led by `pgid`; a group already gone is no error.
 pub fn signal_group(pgid: i32, signal: Signal) -> bool {
-    kill_group(pgid, signal);
-    true
-}
-
-/// Send `signal` to every process in the group led by `pgid`. A group that is already gone
-/// is not an error.
-fn kill_group(pgid: i32, signal: Signal) {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
     unsafe { libc::kill(-pgid, signal.0) };
+    true
 }
 
 /// Becomes ready when a child has exited, without reaping it (see `Child::finish` for why).
@@ -119,8 +111,7 @@ impl ExitWatch {
             if fd >= 0 {
                 // SAFETY: the descriptor was just created and is owned by nobody else.
                 let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-                // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open for as
-                // long as it is registered.
+                // SAFETY: the AsyncFd owns the fd, so it stays open while it is registered.
                 if let Ok(fd) =
                     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
                 {
@@ -154,12 +145,8 @@ fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it in.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointers to a status int and a rusage.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if rc == pid {
-            break;
-        }
+    // SAFETY: valid pointers to a status int and a rusage.
+    while unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } != pid {
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
