@@ -204,6 +204,18 @@ describe('env and resource use', () => {
     delete process.env.HWR_INHERITED
   })
 
+  it("a runtime's defaults hold for every run, and a run's own options are laid over them", async () => {
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf(`sh -c "echo $HWR_A:$HWR_B:$HWR_C; exec sleep 5"`))
+    const runtime = new WorkerRuntime({ workspaceDir: dir, timeout: 300, killSignal: 'SIGINT', env: { HWR_A: 'a', HWR_B: 'b' } })
+    const plain = await runtime.run(path, 0)
+    expect(plain).toMatchObject({ stdout: 'a:b:\n', timedOut: true, signal: 'SIGINT' })
+    const own = await runtime.run(path, 0, { env: { HWR_B: null, HWR_C: 'c' }, killSignal: 'SIGTERM' })
+    expect(own).toMatchObject({ stdout: 'a::c\n', timedOut: true, signal: 'SIGTERM' })
+    const again = await runtime.run(path, 0, { timeout: 100, env: { HWR_A: 'A' } })
+    expect(again).toMatchObject({ stdout: 'A:b:\n', timedOut: true, signal: 'SIGINT' })
+  })
+
   it('a process.env that throws when read rejects the run with what it threw: no download starts, nothing runs', async () => {
     const dir = tempDir()
     const path = writeSpec(dir, { id: 'j', assetsUrl: 's3://b/a.zip', chunks: [{ id: 0, command: 'touch ran' }] })

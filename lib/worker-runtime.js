@@ -58,8 +58,6 @@ function makeRuntime(native) {
             }
           : undefined,
         fetch,
-        ...this.#defaults.native,
-        env: this.#defaults.env,
       })
     }
 
@@ -104,7 +102,8 @@ function makeRuntime(native) {
       const options = {
         ...defaults.native,
         ...given?.native,
-        env: given?.env,
+        // The runtime's defaults are laid over here, once: the native side sees a run's options only.
+        env: defaults.env && given?.env ? Object.assign(Object.create(null), defaults.env, given.env) : (given?.env ?? defaults.env),
         inheritedEnv: inheritedEnvironment(),
         onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines),
         onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines),

@@ -32,11 +32,7 @@ pub use types::*;
 #[napi]
 pub struct WorkerRuntime {
     inner: Arc<Runtime>,
-    defaults: Controls,
     download: Option<Arc<DownloadFn>>,
-    /// `config.env`: laid over the inherited environment before a run's own `env`.
-    env_defaults: HashMap<String, Option<String>>,
-    output: [Option<Arc<OutputFn>>; 2],
     /// Every run of the JavaScript environment this runtime belongs to.
     runs: Arc<Runs>,
     /// This runtime's part of a run's key in `runs`.
@@ -54,22 +50,13 @@ impl WorkerRuntime {
         // Resolved now, so that a later process.chdir() does not move the workspace.
         let workspace = current_dir().map_err(fail)?.join(&config.workspace_dir);
         let fetch = fetch_config(config.fetch).map_err(fail)?;
-        let defaults = Controls::default().overlay(
-            config.timeout,
-            config.kill_signal.map(Signal),
-            config.kill_grace_period,
-            config.max_buffer,
-        );
         Ok(WorkerRuntime {
             inner: Arc::new(Runtime {
                 workspace,
                 fetch,
                 per_job: config.per_job_workspace.unwrap_or(false),
             }),
-            defaults,
             download: config.storage.map(|s| Arc::new(s.download_asset_bundle)),
-            env_defaults: config.env.unwrap_or_default(),
-            output: [config.on_stdout, config.on_stderr].map(|f| f.map(Arc::new)),
             runs: env_runs(&env)?,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
@@ -142,7 +129,7 @@ impl WorkerRuntime {
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
         let options = options.unwrap_or_default();
         let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
-        let mut controls = self.defaults.clone().overlay(
+        let mut controls = Controls::default().overlay(
             options.timeout,
             options.kill_signal.map(Signal),
             options.kill_grace_period,
@@ -151,13 +138,9 @@ impl WorkerRuntime {
         // Taken now, on the JavaScript thread (see `runtime::environment`).
         controls.env = Some(runtime::environment(
             options.inherited_env.as_deref(),
-            self.env_defaults.iter().chain(options.env.iter().flatten()),
+            options.env.iter().flatten(),
         ));
-        let streams = [
-            (options.on_stdout, &self.output[0]),
-            (options.on_stderr, &self.output[1]),
-        ]
-        .map(|(given, default)| given.map(Arc::new).or_else(|| default.clone()));
+        let streams = [options.on_stdout, options.on_stderr].map(|f| f.map(Arc::new));
         // The JavaScript entry numbers its runs below 2^31; any other caller's get ids above.
         let run_id = options
             .run_id
