@@ -113,12 +113,6 @@ impl Default for Controls {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled(Signal),
-}
-
 /// What `wait4` reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
@@ -343,10 +337,14 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     if let Some(sink) = cmd.sink {
         sink.flush().await;
     }
-    let (exit_code, signal) = match status {
-        ExitStatus::Exited(code) if !timed_out => (code, None),
-        ExitStatus::Exited(_) => (-1, Some(controls.kill_signal)),
-        ExitStatus::Signaled(signal) => (-1, Some(signal)),
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status).map(Signal);
+    #[cfg(not(unix))]
+    let signal = None;
+    let (exit_code, signal) = match signal {
+        None if !timed_out => (status.code().unwrap_or(-1), None),
+        None => (-1, Some(controls.kill_signal)),
+        signal => (-1, signal),
     };
     Ok(Outcome {
         exit_code,

@@ -3,8 +3,9 @@
 //! survives them), and no resource use.
 
 use std::io;
+use std::process::ExitStatus;
 
-use super::{ExitStatus, Pipe, Signal, Usage};
+use super::{Pipe, Signal, Usage};
 
 pub struct Child(tokio::process::Child);
 
@@ -43,14 +44,10 @@ impl Child {
     }
 
     pub fn finish(mut self) -> io::Result<(ExitStatus, Option<Usage>)> {
-        let status = self
-            .0
-            .try_wait()?
-            .ok_or_else(|| io::Error::other("the process has not exited"))?;
-        #[cfg(unix)]
-        if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
-            return Ok((ExitStatus::Signaled(Signal(signal)), None));
-        }
-        Ok((ExitStatus::Exited(status.code().unwrap_or(-1)), None))
+        let status = self.0.try_wait()?;
+        Ok((
+            status.ok_or_else(|| io::Error::other("the process has not exited"))?,
+            None,
+        ))
     }
 }

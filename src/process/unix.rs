@@ -3,12 +3,14 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe::Receiver;
 
-use super::{ExitStatus, Pipe, Signal, Usage};
+use super::{Pipe, Signal, Usage};
 
 /// A running command and its process group (the group id is the leader's pid).
 pub struct Child {
@@ -152,11 +154,6 @@ fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
             return Err(err);
         }
     }
-    let exit = if libc::WIFSIGNALED(status) {
-        ExitStatus::Signaled(Signal(libc::WTERMSIG(status)))
-    } else {
-        ExitStatus::Exited(libc::WEXITSTATUS(status))
-    };
     let ms = |tv: libc::timeval| tv.tv_sec as f64 * 1000.0 + tv.tv_usec as f64 / 1000.0;
     // Linux and most BSDs report ru_maxrss in KiB; macOS reports bytes.
     let rss_unit = if cfg!(target_os = "macos") { 1 } else { 1024 };
@@ -165,5 +162,5 @@ fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
         user_ms: ms(ru.ru_utime),
         system_ms: ms(ru.ru_stime),
     };
-    Ok((exit, usage))
+    Ok((ExitStatus::from_raw(status), usage))
 }
