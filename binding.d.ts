@@ -10,44 +10,36 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * Runs one chunk of a Helios render job: fetches the job spec, downloads its assets through
- * the storage adapter, and runs the chunk's command in the workspace.
- *
- * One instance serves any number of concurrent `run` calls.
+ * Runs a chunk of a Helios render job: fetches the spec, has the storage adapter download its
+ * assets, runs the chunk's command. One instance serves any number of concurrent runs.
  */
 export declare class WorkerRuntime {
   /**
-   * Create a runtime. Throws a `TypeError` (`code: 'ERR_INVALID_ARG_TYPE'`, …) for a bad
-   * config: a missing `workspaceDir`, a `storage` without a `downloadAssetBundle` function,
-   * an invalid default option.
+   * Create a runtime; a `TypeError` (`code: 'ERR_INVALID_ARG_TYPE'`, …) for a bad config: no
+   * `workspaceDir`, a `storage` without a `downloadAssetBundle` function, a bad default option.
    */
   constructor(config: WorkerRuntimeConfig)
   /**
-   * Run chunk `chunkId` of the job spec at `jobPath` (an http(s) URL, a `file://` URL, or a
-   * file path) and resolve with its result once the process has exited and its output is
-   * drained. A non-zero exit resolves; every failure to get that far rejects with an `Error`
-   * whose `code` says what went wrong. Bad arguments reject too, before anything runs.
+   * Run chunk `chunkId` of the spec at `jobPath` (an http(s) URL, a `file://` URL or a path);
+   * resolves once the process has exited and its output is drained, even on a non-zero exit.
+   * Anything else, bad arguments included (before anything runs), rejects with an `Error`
+   * whose `code` says what went wrong.
    */
   run(jobPath: string, chunkId: number, options?: RunOptions | undefined | null): Promise<WorkerResult>
-  /**
-   * Run the spec's `mergeCommand` exactly as `run` runs a chunk's command (its assets
-   * first, the same options, the same result), once every chunk has succeeded.
-   */
+  /** Run the spec's `mergeCommand` as `run` runs a chunk's, once every chunk has succeeded. */
   merge(jobPath: string, options?: RunOptions | undefined | null): Promise<WorkerResult>
   /** The absolute path of the workspace every command runs in. */
   get workspaceDir(): string
 }
 
 /**
- * The storage adapter of the infrastructure package. The runtime only calls
- * `downloadAssetBundle`, as a method of this object (`this` is the adapter), and awaits what
- * it returns, as `await` would: a promise or a plain value.
+ * The infrastructure package's storage adapter. Only `downloadAssetBundle` is called, as a
+ * method (`this` is the adapter), its result awaited as `await` would: a promise or a value.
  */
 export interface ArtifactStorage {
   /**
-   * Download the bundle at `remoteUrl` for job `jobId` (the spec's `id`, as the JSON value
-   * it is) into `targetDir` (the workspace). `options.signal` aborts when the run is
-   * aborted, times out or ends: an adapter that honours it stops writing into the workspace.
+   * Download the bundle at `remoteUrl` for job `jobId` (the spec's `id`, as the JSON value it
+   * is) into `targetDir`. `options.signal` aborts when the run is aborted, times out or ends.
    */
   downloadAssetBundle: (jobId: string, remoteUrl: string, targetDir: string, options: { signal: AbortSignal }) => Promise<void> | void
 }
@@ -81,10 +73,9 @@ export interface FetchOptions {
 }
 
 /**
- * Split a command string into a program and its arguments exactly as `run` does, without
- * running anything: use it to check a command before shipping a spec. Throws an `Error`
- * with `code: 'ERR_INVALID_COMMAND'` for an empty command, an unterminated quote, a
- * trailing backslash or a NUL byte.
+ * Split a command string into a program and its arguments as `run` does, to check a command
+ * before shipping a spec. Throws an `Error` with `code: 'ERR_INVALID_COMMAND'` for an empty
+ * command, an unterminated quote, a trailing backslash or a NUL byte.
  */
 export declare function parseCommand(command: string): ParsedCommand
 
@@ -97,19 +88,17 @@ export interface ParsedCommand {
 }
 
 /**
- * Join a program and its arguments into a command string that `parseCommand` (and `run`)
- * split back into exactly them — for orchestrators that build specs from argv, so that a
- * file name with spaces or quotes survives. Throws `ERR_INVALID_COMMAND` for an empty
- * program or a NUL byte, a `TypeError` for anything but strings.
+ * Join a program and its arguments into a command string that `parseCommand` and `run` split
+ * back into exactly them, so that a file name with spaces or quotes survives. Throws
+ * `ERR_INVALID_COMMAND` for an empty program or a NUL byte, a `TypeError` for non-strings.
  */
 export declare function quoteCommand(program: string, args?: Array<string> | undefined | null): string
 
 /** Controls for one run; each overrides the runtime's default of the same name. */
 export interface RunOptions {
   /**
-   * Milliseconds the process may run. Past it, its process group gets `killSignal`, then
-   * SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
-   * 0 (the default) means no timeout.
+   * Milliseconds the process may run; then its group gets `killSignal`, SIGKILL after
+   * `killGracePeriod`, and the run resolves with `timedOut: true`. 0 (default): no timeout.
    */
   timeout?: number
   /** The signal sent when the timeout expires: a name such as `'SIGTERM'` (default) or a number. */
@@ -124,9 +113,8 @@ export interface RunOptions {
   /** Variables laid over the inherited environment. `null` removes an inherited variable. */
   env?: Record<string, string | number | boolean | null | undefined>
   /**
-   * Aborting it kills the run's process group (or stops the spec fetch or storage call in
-   * progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
-   * signal's reason). Read by the JavaScript entry, which cancels the run through `runId`.
+   * Aborting it kills the run's process group (or stops its spec fetch or storage call) and
+   * rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause`: the signal's reason).
    */
   signal?: AbortSignal
   /**
@@ -174,37 +162,28 @@ export interface WorkerResult {
   outputBytes?: number
 }
 
-/** Configuration of a `WorkerRuntime`, plus the default run controls (see `RunOptions`). */
+/**
+ * Configuration of a `WorkerRuntime`. `timeout`, `killSignal`, `killGracePeriod`, `maxBuffer`,
+ * `env`, `onStdout`, `onStderr` and `lines` are defaults for the `RunOptions` of the same name.
+ */
 export interface WorkerRuntimeConfig {
-  /**
-   * The directory every command runs in, created (recursively) when missing. A relative
-   * path is resolved against the current directory when the runtime is created.
-   */
+  /** Where commands run, made (with parents) if missing; a relative one resolves at construction. */
   workspaceDir: string
   /** The storage adapter that downloads a job's `assetsUrl` bundle into the workspace. */
   storage?: ArtifactStorage
   /**
-   * Each run works in `<workspaceDir>/<job id>` (the id made safe for a file name), and a
-   * job's assets are downloaded there once, whichever runtime or process runs it next.
-   * Default `false`: every run works in `workspaceDir` itself.
+   * Each run works in `<workspaceDir>/<job id>` (made safe for a file name), where the job's
+   * assets are downloaded once for every runtime and process. Default `false`: `workspaceDir`.
    */
   perJobWorkspace?: boolean
   /** How specs are fetched: retries, timeouts, size limit, headers, CA certificates. */
   fetch?: FetchOptions
-  /** Default `RunOptions.timeout`. */
   timeout?: number
-  /** Default `RunOptions.killSignal`. */
   killSignal?: NodeJS.Signals | number
-  /** Default `RunOptions.killGracePeriod`. */
   killGracePeriod?: number
-  /** Default `RunOptions.maxBuffer`. */
   maxBuffer?: number
-  /** Default `RunOptions.env`. */
   env?: Record<string, string | number | boolean | null | undefined>
-  /** Default `RunOptions.onStdout`. */
   onStdout?: (chunk: string) => void
-  /** Default `RunOptions.onStderr`. */
   onStderr?: (chunk: string) => void
-  /** Default `RunOptions.lines`. */
   lines?: boolean
 }

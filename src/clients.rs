@@ -1,20 +1,15 @@
-//! One HTTP client per process and connection settings, shared by the runtimes consumers create
-//! per request: kept-alive connections, TLS sessions and the system's roots are reused.
+//! One HTTP client per connection settings, shared by every runtime (README, "Design").
 
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::error::Error;
 
-/// What makes two clients differ: the runtime's config, and the environment as the JavaScript
-/// thread read it (never this process's environment, which Node may be writing).
+/// What makes two clients differ; its environment values were read on the JavaScript thread.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Connection {
-    /// Extra request headers, checked when they were added.
     pub headers: Vec<(String, String)>,
-    /// `fetch.caCertificates` as DER (each checked to parse), trusted on top of the system's.
     pub ca_certificates: Vec<Vec<u8>>,
-    /// `None`: no limit.
     pub connect_timeout: Option<Duration>,
     /// `HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY` (or their lower-case forms).
     pub http_proxy: Option<String>,
@@ -22,19 +17,16 @@ pub struct Connection {
     pub no_proxy: Option<String>,
     /// `NODE_EXTRA_CA_CERTS`: read when the client is built, once per process, not per runtime.
     pub extra_ca_file: Option<String>,
-    /// Every request on a connection of its own: for retries, so that a connection the server
-    /// closed without saying so is not what fails the next attempt too.
+    /// A connection per request, for retries: a pooled one the server closed silently fails too.
     pub fresh_connections: bool,
 }
 
-/// Past this many distinct settings (a token header per tenant, say) the oldest client is let
-/// go, so the cache cannot grow for ever; runtimes that hold it keep it.
+/// Past this many settings (a token header per tenant, say), the oldest client is dropped.
 const MAX_CLIENTS: usize = 16;
 
 static CLIENTS: LazyLock<Mutex<Vec<(Connection, reqwest::Client)>>> = LazyLock::new(Mutex::default);
 
-/// The client for `connection`, built on the blocking pool the first time (loading the
-/// system's roots takes milliseconds), shared after that.
+/// Built on the blocking pool the first time: loading the system's roots takes milliseconds.
 pub async fn client(connection: &Connection) -> Result<reqwest::Client, Error> {
     let find = |clients: &[(Connection, reqwest::Client)]| {
         let found = clients.iter().find(|(c, _)| c == connection);
@@ -69,7 +61,7 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::limited(10))
-        // Proxies come from the settings, never from the environment (see `Connection`).
+        // Proxies only from the settings: Node may be writing this process's environment.
         .no_proxy();
     if let Some(limit) = c.connect_timeout {
         builder = builder.connect_timeout(limit);
@@ -111,8 +103,7 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
     builder.build().map_err(internal)
 }
 
-/// The text of the `NODE_EXTRA_CA_CERTS` file when it is a regular file of a sane size: a FIFO
-/// or a device named there must neither hang the client's making nor fill the memory.
+/// Only a regular file of sane size: a FIFO or device named there would hang us or fill memory.
 fn read_extra_cas(path: &str) -> Option<String> {
     use std::io::Read;
     const MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -125,7 +116,6 @@ fn read_extra_cas(path: &str) -> Option<String> {
     std::io::read_to_string(file.take(MAX_BYTES)).ok()
 }
 
-/// Each certificate of a PEM document as DER, or why it is unusable.
 fn certificates(pem: &str) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_ {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
@@ -141,7 +131,6 @@ fn certificates(pem: &str) -> impl Iterator<Item = Result<Vec<u8>, String>> + '_
         })
 }
 
-/// The certificates of a PEM document, each checked to parse, as DER.
 pub fn parse_pem(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     let found = certificates(pem).collect::<Result<Vec<_>, _>>()?;
     if found.is_empty() {

@@ -1,15 +1,13 @@
-//! The command-string grammar (CONTRACT §3): a program and its arguments, split without a
-//! shell. Input a shell would reject or silently mangle (an unterminated quote, a trailing
-//! backslash, a NUL byte) is refused with the position of the problem.
+//! The command-string grammar (CONTRACT §3), without a shell: what a shell would reject or
+//! mangle is refused with its column.
 
-/// A parsed command: the program to start and the arguments to pass it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
     pub program: String,
     pub args: Vec<String>,
 }
 
-/// Why a command string could not be split. Positions are 1-based character columns.
+/// Columns are 1-based and count characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     #[error("Command string cannot be empty")]
@@ -27,13 +25,11 @@ pub enum CommandError {
     EmptyProgram,
 }
 
-/// Whitespace as JavaScript's `\s` sees it (Unicode White_Space plus the BOM), so a command
-/// splits the way it did in the TypeScript runtime.
+/// JavaScript's `\s` (Unicode White_Space plus the BOM), as the TypeScript runtime split.
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || c == '\u{feff}'
 }
 
-/// Split `command` into a program and its arguments (see the module documentation).
 pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
     if command.chars().all(is_separator) {
         return Err(CommandError::Empty);
@@ -80,8 +76,7 @@ pub fn parse_command(command: &str) -> Result<ParsedCommand, CommandError> {
     })
 }
 
-/// The inverse of [`parse_command`]: a command string that splits back into exactly
-/// `program` and `args`. Words that need it are double-quoted, with `"` and `\` escaped.
+/// The inverse of [`parse_command`]: words that need it are double-quoted, `"` and `\` escaped.
 pub fn quote_command(program: &str, args: &[String]) -> Result<String, CommandError> {
     if program.is_empty() {
         return Err(CommandError::EmptyProgram);

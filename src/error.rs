@@ -1,6 +1,3 @@
-//! The one error type of the runtime. Each variant knows the `code` it carries in JavaScript;
-//! the binding builds the error object.
-
 use std::io;
 
 use crate::command::CommandError;
@@ -10,7 +7,7 @@ pub type ExternalError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An option that JavaScript cannot check (a header, a PEM certificate): `ERR_INVALID_ARG_VALUE`.
+    /// An option JavaScript cannot check (a header, a PEM certificate).
     #[error("{0}")]
     InvalidArgument(String),
 
@@ -38,8 +35,7 @@ pub enum Error {
         attempts: String,
     },
 
-    /// A file-system error, worded as Node's `fs` words it (the JavaScript entry puts libuv's
-    /// text in place of the C library's).
+    /// Worded as Node's `fs` words it; the JavaScript entry swaps in libuv's text.
     #[error("{code}: {}, {syscall} '{path}'{detail}", describe_errno(*errno))]
     Io {
         code: String,
@@ -91,7 +87,6 @@ pub enum Error {
     #[error("The operation was aborted")]
     Aborted,
 
-    /// The run's `timeout` passed before its command started.
     #[error("The run timed out after {ms} ms while {stage}; its command never started")]
     RunTimeout { ms: u128, stage: &'static str },
 
@@ -100,7 +95,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// The `code` property of the JavaScript error.
     pub fn code(&self) -> &str {
         match self {
             Error::InvalidArgument(_) => "ERR_INVALID_ARG_VALUE",

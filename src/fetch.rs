@@ -1,6 +1,4 @@
-//! Fetching a spec over HTTP(S) from a network that drops connections, answers 503 and hangs:
-//! retries with exponential backoff and full jitter for transient failures only, per-attempt
-//! and idle timeouts, and a size limit enforced while the body arrives.
+//! Fetching a spec over HTTP(S) from a network that drops connections, answers 503 and hangs.
 
 use std::collections::hash_map::RandomState;
 use std::future::Future;
@@ -20,7 +18,6 @@ pub struct FetchConfig {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub connection: Connection,
-    /// `None`: no limit, as for `idle_timeout`.
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_spec_bytes: u64,
@@ -44,7 +41,6 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
-    /// Add a request header, refusing names and values HTTP does not allow.
     pub fn add_header(&mut self, name: &str, value: &str) -> Result<(), String> {
         HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| "is not a valid header name".to_owned())?;
@@ -55,8 +51,7 @@ impl FetchConfig {
         Ok(())
     }
 
-    /// GET `url` into `buffer` (emptied first, so that a caller can reuse one), retrying
-    /// transient failures; the final error says how many attempts were made and how each failed.
+    /// GET `url` into `buffer` (reused), retrying transient failures; the error lists each try.
     pub async fn fetch(&self, url: &Url, mut buffer: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut history = Vec::new();
         loop {
@@ -143,7 +138,6 @@ impl FetchConfig {
     }
 }
 
-/// Why one attempt failed.
 #[derive(Debug)]
 enum Failure {
     Status {
@@ -217,8 +211,6 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-/// Run `work` within `limit` (`None`: no limit); past it, a retryable failure whose cause
-/// `why` words from the limit in milliseconds.
 async fn within<T>(
     limit: Option<Duration>,
     why: impl FnOnce(u128) -> String,
@@ -235,16 +227,14 @@ async fn within<T>(
     }
 }
 
-/// Classify a failed request by the types in its error chain: a few words on the cause, and
-/// whether another attempt may help.
+/// Classify a failed request by the types in its error chain, never by its text.
 fn network_failure(e: reqwest::Error) -> Failure {
     use std::io::ErrorKind::*;
     let mut io_kind = None;
     let mut tls = false;
     let mut incomplete = false;
     let mut detail = None;
-    // The source chain, and inside each io::Error the error it wraps (an io::Error's
-    // `source` skips it), which is where rustls and the socket put the real cause.
+    // The source chain, and the error in each io::Error (which `source` skips): the real cause.
     let mut pending: Vec<&(dyn std::error::Error + 'static)> =
         std::error::Error::source(&e).into_iter().collect();
     while let Some(s) = pending.pop() {

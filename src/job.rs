@@ -1,9 +1,5 @@
-//! The job spec: lenient validation and the one-chunk fast path, on serde_json.
-//!
-//! The whole document is validated in one pass; a visitor keeps only `id`, `assetsUrl` and the
-//! first chunk whose `id` matches, and skips the rest with `IgnoredAny` (without recursion, so
-//! any depth is fine). Like `JSON.parse`, a key that appears twice takes its last value. Only
-//! the top level and the chosen chunk are validated: real specs omit `metadata`, `startFrame`…
+//! The job spec (README.md, "Design"). Past JSON syntax, only the top level and the chosen chunk
+//! are validated: real specs omit `metadata`, `startFrame`…
 
 use std::fmt;
 
@@ -12,42 +8,33 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
-/// What `run` needs from a spec, owned, with the parse buffer already released.
 #[derive(Debug)]
 pub struct JobPlan {
-    /// The spec's `id` as its JSON text (`None` when absent), which the JavaScript side parses
-    /// for the storage adapter as `JSON.parse` would (`1e400`, any nesting depth).
+    /// `id` as JSON text, for the JavaScript side to `JSON.parse` (`1e400`, any depth).
     pub job_id: Option<String>,
-    /// A non-empty `assetsUrl`: the bundle to download before the command runs.
     pub assets_url: Option<String>,
-    /// The command to run, or why there is none. Checked after the assets step, so errors
-    /// surface in the order the TypeScript runtime reports them.
+    /// The command, or why there is none (reported after the assets step, as TypeScript does).
     pub command: Result<String, Error>,
-    /// The chosen chunk's `outputFile`, when it is a string.
     pub output_file: Option<String>,
 }
 
-/// What a run runs: a chunk, by id, or the spec's `mergeCommand`.
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
     Chunk(i64),
     Merge,
 }
 
-/// Parse `bytes` (from `source_name`, used in messages) and plan the run of `target`.
 pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, Error> {
     // `Response.json()` strips a byte-order mark; do the same for files.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // As Node decodes it for `JSON.parse`, a byte that is not UTF-8 becomes U+FFFD. `from_utf8`
-    // first: on valid text it is eight times faster than `from_utf8_lossy` (0.7 ms for 22 MB).
+    // Bad UTF-8 becomes U+FFFD, as Node decodes it; `from_utf8` first: 8x faster than lossy.
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(bytes),
     };
     match plan_text(&text, source_name, target) {
         Ok(plan) if plan.command.is_ok() => Ok(plan),
-        // A lone UTF-16 surrogate (`"\ud800"`), which `JSON.parse` keeps and a Rust string cannot
-        // hold: read again with each as U+FFFD, what Node makes of one in a command line.
+        // A lone surrogate (`"\ud800"`), which a String cannot hold: read again as U+FFFD, as Node.
         failed => match without_lone_surrogates(&text) {
             Some(text) => plan_text(&text, source_name, target),
             None => failed,
@@ -55,8 +42,7 @@ pub fn plan(bytes: &[u8], source_name: &str, target: Target) -> Result<JobPlan, 
     }
 }
 
-/// `text` with the `\u` escape of each lone surrogate made `\ufffd` (the same length, so that
-/// an error's line and column stay right); `None` when it has none.
+/// Each lone surrogate's `\u` escape made `\ufffd`: same length, so errors keep their columns.
 pub(crate) fn without_lone_surrogates(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let unit = |at: usize| match (bytes.get(at..at + 2), text.get(at + 2..at + 6)) {
@@ -76,8 +62,7 @@ pub(crate) fn without_lone_surrogates(text: &str) -> Option<String> {
                 fixed[at + 2..at + 6].copy_from_slice(b"fffd");
                 at += 6;
             }
-            // Any other escape, `\\` included: its next character is not a backslash that
-            // starts one.
+            // Any other escape, `\\` too: the character after it cannot start one.
             _ => at += 2,
         }
     }
@@ -173,7 +158,6 @@ pub(crate) fn js_number(n: f64) -> String {
     }
 }
 
-/// The keys the runtime looks at; everything else is `Other` and skipped.
 #[derive(serde::Deserialize)]
 #[serde(field_identifier, rename_all = "camelCase")]
 enum Key {
@@ -187,8 +171,7 @@ enum Key {
     Other,
 }
 
-/// A value decoded only as far as the runtime looks at it: a string is kept, another scalar
-/// is described for messages, and an object or an array is read by a [`Reader`].
+/// A value decoded only as far as looked at: a string kept, another scalar described for messages.
 #[derive(Debug)]
 enum Field<T = ()> {
     Str(String),
@@ -218,8 +201,7 @@ impl<'de> de::Deserialize<'de> for Field {
     }
 }
 
-/// Reads the objects or the arrays of a value into what it finds there (`None`: nothing); a
-/// container it does not read is skipped without recursion.
+/// Reads a value's objects or arrays; by default skips them, without recursion.
 trait Reader<'de>: Sized {
     type Out;
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Self::Out>, A::Error> {
@@ -232,7 +214,6 @@ trait Reader<'de>: Sized {
     }
 }
 
-/// Reads nothing: a plain [`Field`].
 struct Skip;
 
 impl Reader<'_> for Skip {
@@ -313,11 +294,9 @@ impl<'de> Reader<'de> for Top {
     }
 }
 
-/// The `chunks` array: the index and the raw fields of its first chunk whose `id` is the
-/// wanted number. Every element is validated; the ones after the match are only skipped.
+/// Index and raw fields of the first chunk with the wanted `id`; the later ones only skipped.
 struct Chunks(f64);
 
-/// The raw fields of the chosen chunk; only the ones used are decoded.
 #[derive(Default)]
 struct ChunkFields<'de> {
     command: Option<&'de RawValue>,
@@ -339,8 +318,7 @@ impl<'de> Reader<'de> for Chunks {
     }
 }
 
-/// One element of `chunks`: its fields when it is an object whose `id` (its last `id`, as in
-/// JavaScript) is the wanted number.
+/// A chunk's fields when it is an object whose (last, as in JavaScript) `id` is the wanted one.
 struct Chunk(f64);
 
 impl<'de> Reader<'de> for Chunk {

@@ -1,6 +1,5 @@
 #![deny(clippy::all)]
-//! The native `WorkerRuntime` of the Helios distributed video renderer. Every module but
-//! `binding` (which only converts values and errors) is free of napi and tested by `cargo test`.
+//! The native `WorkerRuntime` of the Helios renderer; README.md, "Design", maps the modules.
 
 pub mod clients;
 pub mod command;

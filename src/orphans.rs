@@ -1,13 +1,4 @@
-//! No run outlives the process that started it.
-//!
-//! Every command's environment carries `HELIOS_WORKER_RUNTIME_WATCH=<token>`, a token unique
-//! to this process, which its helpers inherit. A `/bin/sh` watcher, started on first use,
-//! holds the read end of a pipe whose only write end this process holds. When this process
-//! dies, even by SIGKILL, the pipe closes and the watcher kills every process whose
-//! environment carries the token, and the group of each. A run costs nothing for this; a
-//! helper that clears its environment and leaves its group escapes. Without `/bin/sh` and
-//! `grep`, runs still work, without the guarantee. (Why not `PR_SET_PDEATHSIG`, and the design
-//! this replaced: README, "Design".)
+//! No run outlives this process (README.md, "Design"), unless `/bin/sh` or `grep` is missing.
 
 // The portable process backend (a test-only feature on Unix) has no process groups to watch.
 #![cfg_attr(feature = "portable-process", allow(dead_code))]
@@ -18,16 +9,12 @@ use std::time::Duration;
 
 use crate::lock;
 
-/// The variable that marks the commands of this process.
 pub const MARKER: &str = "HELIOS_WORKER_RUNTIME_WATCH";
 
-/// Waits for end-of-file on stdin, then kills (twice, for a process forked meanwhile) every
-/// process whose environment carries the token `$1`, and its group: `stat` is split after its
-/// last `) ` (a name may hold anything), and a group id not above 1 is never used. It ignores
-/// terminal and container signals: it must outlive its parent.
+/// Once stdin ends, kills (twice, for a process forked meanwhile) each process holding token
+/// `$1`, and its group. Ignores terminal and container signals: it must outlive its parent.
 const SCRIPT: &str = include_str!("orphan-watcher.sh");
 
-/// The running watcher: the write end of its pipe.
 struct Watcher {
     /// Never written: its closing, when this process dies, is the message.
     pipe: ChildStdin,
@@ -55,13 +42,11 @@ pub fn marker() -> Option<(&'static str, &'static str)> {
     guard.as_ref().map(|_| (MARKER, TOKEN.as_str()))
 }
 
-/// Start a watcher for `token` and keep it in `slot`. A thread waits for it; should it die
-/// while this process lives, the thread starts another for the same token.
+/// Start a watcher; should it die while this process lives, a thread starts another.
 fn start(token: &'static str, slot: &'static Slot) -> Option<Watcher> {
     let (mut child, pipe) = spawn_watcher(token)?;
     let pid = child.id();
-    // Without the thread the watcher still works; only its restart is lost. Its pipe must be
-    // kept either way: dropping it would fire it.
+    // Without the thread only the restart is lost; keep the pipe anyway: dropping it fires it.
     let _ = std::thread::Builder::new()
         .name("helios-orphan-watcher".into())
         .spawn(move || loop {
@@ -86,8 +71,7 @@ fn spawn_watcher(token: &str) -> Option<(Child, ChildStdin)> {
     let mut command = Command::new("/bin/sh");
     command
         .args(["-c", SCRIPT, "helios-worker-runtime-watcher", token])
-        // Never read this process's environment from here: Node may be writing it. (Nor is
-        // the watcher marked: it must not kill itself.)
+        // Not this process's environment, which Node may be writing; unmarked, not to kill itself.
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())

@@ -1,5 +1,4 @@
-//! The runs in progress of one JavaScript environment (main or worker thread), by key: each
-//! cancelled or signalled by its id, and all cancelled when the environment goes away.
+//! The runs in progress of one JavaScript environment (main or worker thread), by key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,6 @@ use crate::process::{Group, Signal};
 pub struct Runs(Mutex<HashMap<u64, (CancellationToken, Arc<Group>)>>);
 
 impl Runs {
-    /// List `token` and `group` under `key` for as long as the returned guard lives.
     pub fn register(
         self: &Arc<Self>,
         key: u64,
@@ -34,8 +32,7 @@ impl Runs {
         }
     }
 
-    /// Send `signal` to the process group of run `key`'s command, with `grace` to end (see
-    /// [`Group::signal`]); `false` when no command of that run is running.
+    /// [`Group::signal`] for run `key`; `false` also when there is no such run.
     pub fn signal(&self, key: u64, signal: Signal, grace: Duration) -> bool {
         let group = lock(&self.0).get(&key).map(|(_, group)| group.clone());
         group.is_some_and(|group| group.signal(signal, grace))
@@ -46,7 +43,6 @@ impl Runs {
     }
 }
 
-/// A run's place in [`Runs`], given up when the run ends, however it ends.
 pub struct Registered {
     runs: Arc<Runs>,
     key: u64,

@@ -1,5 +1,4 @@
-//! `run()`: load → validate → assets → find chunk → execute, in the order the TypeScript
-//! runtime reports its errors.
+//! `run()`: load → validate → assets → find chunk → execute, in the TypeScript runtime's order.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,6 @@ use crate::job::{self, Target};
 use crate::process::{self, BoxFuture, Controls, Outcome, OutputSink};
 use crate::source::{self, JobSource};
 
-/// Downloads a job's asset bundle into the workspace (the user's `ArtifactStorage`).
 pub trait AssetStore: Send + Sync {
     fn download_asset_bundle(
         &self,
@@ -27,15 +25,12 @@ pub trait AssetStore: Send + Sync {
     ) -> BoxFuture<'static, Result<(), ExternalError>>;
 }
 
-/// A runtime: one workspace, and one HTTP client for every run.
 pub struct Runtime {
     pub workspace: PathBuf,
-    /// Each job works in a directory of its own under `workspace`, its assets fetched once.
     pub per_job: bool,
     pub fetch: FetchConfig,
 }
 
-/// What a run needs beyond its controls.
 #[derive(Default)]
 pub struct RunExtras {
     pub storage: Option<Arc<dyn AssetStore>>,
@@ -45,7 +40,6 @@ pub struct RunExtras {
 }
 
 impl Runtime {
-    /// Run `target` (a chunk or the merge) of the spec at `source`.
     pub async fn run(
         &self,
         source: JobSource,
@@ -54,8 +48,7 @@ impl Runtime {
         extras: RunExtras,
     ) -> Result<Outcome, Error> {
         let cancel = &extras.cancel;
-        // The timeout covers the whole run: what is left of it when the command starts is
-        // the command's.
+        // The timeout covers the whole run; the command gets what is left of it.
         let deadline = controls.timeout.map(|t| Instant::now() + t);
         let downloading = AtomicBool::new(false);
         let prepare = async {
@@ -119,9 +112,7 @@ impl Runtime {
     }
 }
 
-/// A chunk's `outputFile` as a path: relative to `cwd`, absolute, or a `file:` URL; `None`
-/// for a URL of another scheme (`s3://…`), which the command uploads itself. Normalised
-/// lexically, so that the result names it plainly.
+/// `outputFile`, normalised lexically; `None` for a URL of another scheme (the command uploads).
 fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
     let path = match file {
         "" => return None,
@@ -140,9 +131,8 @@ fn local_path(cwd: &Path, file: &str) -> Option<PathBuf> {
     Some(clean)
 }
 
-/// Where the chunk's `outputFile` is, and its size when it is a regular file: as `path.resolve`
-/// names it, else (for a name with `..`) as the file system resolves it, where `..` after a
-/// symlinked directory leads to the parent of the link's target.
+/// `outputFile`'s path and size: as `path.resolve` names it, else (a name with `..`) as the file
+/// system resolves it, where `..` after a symlinked directory leads to the link target's parent.
 async fn find_output(cwd: &Path, file: &str) -> Option<(PathBuf, Option<u64>)> {
     let path = local_path(cwd, file)?;
     let bytes = file_size(&path).await;
@@ -163,15 +153,13 @@ async fn find_output(cwd: &Path, file: &str) -> Option<(PathBuf, Option<u64>)> {
     Some((dir.join(name), Some(bytes)))
 }
 
-/// The size of `path` when it is a regular file.
 async fn file_size(path: &Path) -> Option<u64> {
     let meta = tokio::fs::metadata(path).await.ok();
     meta.filter(|m| m.is_file()).map(|m| m.len())
 }
 
-/// The per-job directory of a job: its id, made safe for a file name. An id that had to be
-/// changed, and a number (`42` is not the job `"42"`), gets a hash of the original after a
-/// `~` (a character never kept), so that two jobs never share a directory.
+/// The job's id, made safe for a file name. A changed id, or a number (`42` is not `"42"`), gets a
+/// hash of the original after a `~` (never kept), so that two jobs never share a directory.
 fn job_dir_name(id: Option<&str>) -> Result<String, Error> {
     let raw = id.unwrap_or_default();
     let (id, number) = match raw.starts_with('"') {
@@ -205,9 +193,7 @@ fn job_dir_name(id: Option<&str>) -> Result<String, Error> {
     Ok(format!("{}~{hash:016x}", safe.trim_start_matches('.')))
 }
 
-/// Download a job's assets into its directory unless a run before (of any runtime or
-/// process) did: a lock file serialises the runs of one job, a marker holding the bundle's
-/// URL records a finished download, and a failed one leaves no marker to be tried again.
+/// Download once for all runs of the job: a lock file serialises them, a marker says it is done.
 async fn download_once<F>(dir: &Path, url: &str, download: impl FnOnce() -> F) -> Result<(), Error>
 where
     F: std::future::Future<Output = Result<(), ExternalError>> + Send + 'static,
@@ -225,8 +211,7 @@ where
     if done(marker.clone()).await {
         return Ok(());
     }
-    // Neither file is written through a symlink a bundle or a command may have left there: the
-    // lock is opened without following one (nor truncating), the marker is made anew.
+    // No write through a symlink a bundle or command left: O_NOFOLLOW, and a new marker.
     let mut open_lock = std::fs::OpenOptions::new();
     open_lock.write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -250,8 +235,7 @@ where
     if done(marker.clone()).await {
         return Ok(());
     }
-    // The lock stays with the download, not with this run: an adapter that ignores its
-    // signal writes on after an abort, and no other download may start before it stops.
+    // The lock goes with the download, not the run: an adapter may write on after an abort.
     let (work, url) = (download(), url.to_owned());
     tokio::spawn(async move {
         work.await.map_err(Error::Storage)?;
@@ -270,9 +254,7 @@ where
     .map_err(|e| Error::Internal(format!("the asset download task failed: {e}")))?
 }
 
-/// A run's whole environment: `inherited` (`KEY=value\0` pairs) when given, else this
-/// process's, with `overlays` laid over it (`None` removes a variable). Call it on the
-/// JavaScript thread only: reading the environment while Node writes it can crash.
+/// JavaScript thread only: reading this process's environment while Node writes it can crash.
 pub fn environment<'a>(
     inherited: Option<&str>,
     overlays: impl Iterator<Item = (&'a String, &'a Option<String>)>,
@@ -292,7 +274,6 @@ pub fn environment<'a>(
     env
 }
 
-/// Create the workspace (and its parents) when missing; refuse a path that is not a directory.
 fn ensure_workspace(dir: &Path) -> Result<(), Error> {
     let shown = dir.display().to_string();
     match std::fs::metadata(dir) {

@@ -1,5 +1,3 @@
-//! Where a job spec comes from: an http(s) URL, a `file://` URL, or a file path.
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,8 +20,7 @@ pub enum JobSource {
 }
 
 impl JobSource {
-    /// Classify `input`. Relative paths are resolved against `cwd` now, so a later
-    /// `process.chdir()` does not change which file a pending run reads.
+    /// Relative paths are resolved now, so that a later `process.chdir()` does not move the file.
     pub fn parse(input: &str, cwd: &Path) -> Result<Self, Error> {
         let Some(scheme) = url_scheme(input) else {
             return Ok(JobSource::File {
@@ -37,8 +34,7 @@ impl JobSource {
         };
         match scheme.to_ascii_lowercase().as_str() {
             "http" | "https" => {
-                // WHATWG parsers accept `http:///x` as `http://x/`; a spec URL without a host
-                // between the slashes is a mistake, not a shorthand.
+                // WHATWG reads `http:///x` as `http://x/`: here a mistake, not a shorthand.
                 let rest = &input[scheme.len() + 3..];
                 if rest.is_empty() || rest.starts_with(['/', '\\', '?', '#']) {
                     return Err(invalid("the URL has no host"));
@@ -61,8 +57,7 @@ impl JobSource {
                         "a file: URL must name a local path (file:///path), not the host '{host}'"
                     )));
                 }
-                // As Node's `fileURLToPath` refuses it: `%2F` would name another file than the URL
-                // does, and a NUL byte cannot be in a path.
+                // As `fileURLToPath` refuses it: `%2F` would name another file than the URL does.
                 if url.path().to_ascii_lowercase().contains("%2f") {
                     return Err(invalid(
                         "the path must not include encoded / characters (%2F)",
@@ -85,7 +80,6 @@ impl JobSource {
     }
 }
 
-/// The scheme of `input` when it starts like `scheme://`.
 fn url_scheme(input: &str) -> Option<&str> {
     let (scheme, _) = input.split_once("://")?;
     let mut chars = scheme.chars();
@@ -94,12 +88,10 @@ fn url_scheme(input: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// Specs up to this size (fetched, or on a local file system) are parsed on the async worker
-/// itself, in less time than a hop to the blocking pool and back takes.
+/// Specs up to this size are parsed on the async worker: faster than a hop to the blocking pool.
 const INLINE_BYTES: u64 = 256 * 1024;
 
-/// The buffer the last large spec was read into, kept for the next one of any runtime:
-/// allocating (and faulting in) tens of megabytes afresh costs as much as parsing them.
+/// The last large spec's buffer, for the next: faulting in tens of MB costs as much as parsing.
 static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 fn take_spare() -> Vec<u8> {
@@ -114,9 +106,7 @@ fn give_back(mut buffer: Vec<u8>) {
     }
 }
 
-/// Load the spec at `source` and hand its bytes to `parse`: a small one fetched or on a local
-/// file system right here; another file in one blocking task (a hung NFS mount stays off the
-/// async workers); a FIFO asynchronously (waiting for its writer holds no thread).
+/// Small specs parse here, other files on the blocking pool (NFS may hang), FIFOs without a thread.
 pub async fn load<T: Send + 'static>(
     fetch: &FetchConfig,
     source: &JobSource,
@@ -157,7 +147,6 @@ pub async fn load<T: Send + 'static>(
     }
 }
 
-/// Run `work` on the blocking pool with `buffer`, then keep the buffer for next time.
 async fn off_thread<T: Send + 'static>(
     mut buffer: Vec<u8>,
     work: impl FnOnce(&mut Vec<u8>) -> Result<T, Error> + Send + 'static,
@@ -169,8 +158,7 @@ async fn off_thread<T: Send + 'static>(
     result
 }
 
-/// Directories whose file system is known to be local (`true`) or not. Any file not known to
-/// be on a local one is read on the blocking pool, which learns the answer. Cleared when full.
+/// Directories known to be on a local file system, or not; the rest are learnt off-thread.
 static DIRS: Mutex<BTreeMap<PathBuf, bool>> = Mutex::new(BTreeMap::new());
 const MAX_DIRS: usize = 1024;
 
@@ -209,9 +197,7 @@ fn learn_local_dir(path: &Path) {
 #[cfg(not(target_os = "linux"))]
 fn learn_local_dir(_: &Path) {}
 
-/// A regular file small enough to read right here, opened without following a final symlink;
-/// `None` for anything else, left to the blocking pool. The type is looked at first: opening
-/// a FIFO would let a writer waiting for a reader go ahead.
+/// A small regular file, not via a final symlink. Stat first: opening a FIFO would free its writer.
 fn open_small(path: &Path) -> Option<(std::fs::File, u64)> {
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -234,10 +220,8 @@ fn is_fifo(_: &Path) -> bool {
     false
 }
 
-/// Read a FIFO to its end without blocking a thread. Opened non-blocking, it reads as ended
-/// until a writer opens it; so until a writer has shown itself (data, "nothing yet", or a
-/// hang-up, which only a writer that came and left causes), an empty read means "wait", and
-/// after that it means the end.
+/// Opened non-blocking, a FIFO reads as ended until a writer opens it: an empty read means
+/// "wait" until a writer showed itself (data, `WouldBlock` or a hang-up), the end after that.
 #[cfg(unix)]
 async fn read_fifo(path: &Path, shown: &str, limit: u64) -> Result<Vec<u8>, Error> {
     let pipe = tokio::net::unix::pipe::OpenOptions::new()

@@ -1,5 +1,4 @@
-//! Calls into JavaScript from any thread: the storage adapter, awaited as a promise, and the
-//! output callbacks, queued in order with a barrier before the run settles.
+//! Calls into JavaScript from any thread: the storage adapter and the output callbacks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,14 +11,12 @@ use crate::error::ExternalError;
 use crate::process::{BoxFuture, OutputSink, Queued, Stream};
 use crate::runtime::AssetStore;
 
-/// An error that came from JavaScript (a storage adapter's rejection), carried through Rust so
-/// that the caller gets the very same value back.
+/// A storage adapter's rejection, carried through Rust so that the caller gets the same value.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.reason)]
 pub struct FromJs(pub napi::Error);
 
-/// The storage adapter, as one run calls it: its run id tells the JavaScript entry which
-/// run's `AbortSignal` to hand the adapter.
+/// The storage adapter for one run: the run id tells the entry which `AbortSignal` to pass.
 pub struct RunStorage {
     pub download: Arc<DownloadFn>,
     pub run_id: u32,
@@ -43,8 +40,7 @@ impl AssetStore for RunStorage {
     }
 }
 
-/// `onStdout` and `onStderr`. Each queue is FIFO, so pieces arrive in the order they were
-/// read, and one last (empty) call per stream proves every earlier piece was delivered.
+/// `onStdout`, `onStderr`: FIFO queues, so `flush`'s empty last call proves all were delivered.
 pub struct JsOutput {
     pub streams: [Option<Arc<OutputFn>>; 2],
     pub queued: Arc<Queued>,

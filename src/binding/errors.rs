@@ -1,5 +1,4 @@
-//! Core errors to JavaScript error objects, built on the JavaScript thread: the right class,
-//! the `code`, and the extra properties Node puts on the same kind of error.
+//! Core errors as the objects Node makes for their kind: class, `code`, extra properties.
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue};
@@ -7,7 +6,6 @@ use napi::{Env, JsValue};
 use super::bridge::FromJs;
 use crate::error::Error;
 
-/// The `napi::Error` that rejects (or throws) with the right JavaScript object.
 pub fn to_napi(env: &Env, err: Error) -> napi::Error {
     if let Error::Storage(inner) = err {
         return match inner.downcast::<FromJs>() {

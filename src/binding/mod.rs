@@ -1,6 +1,3 @@
-//! The napi surface: `WorkerRuntime`, `parseCommand`, `quoteCommand`. It converts checked
-//! values (see `types`) into the core's, starts the run, and returns its result or error.
-
 mod bridge;
 mod errors;
 mod types;
@@ -25,25 +22,20 @@ use crate::source::JobSource;
 use bridge::{JsOutput, RunStorage};
 pub use types::*;
 
-/// Runs one chunk of a Helios render job: fetches the job spec, downloads its assets through
-/// the storage adapter, and runs the chunk's command in the workspace.
-///
-/// One instance serves any number of concurrent `run` calls.
+/// Runs a chunk of a Helios render job: fetches the spec, has the storage adapter download its
+/// assets, runs the chunk's command. One instance serves any number of concurrent runs.
 #[napi]
 pub struct WorkerRuntime {
     inner: Arc<Runtime>,
     download: Option<Arc<DownloadFn>>,
-    /// Every run of the JavaScript environment this runtime belongs to.
     runs: Arc<Runs>,
-    /// This runtime's part of a run's key in `runs`.
     serial: u32,
 }
 
 #[napi]
 impl WorkerRuntime {
-    /// Create a runtime. Throws a `TypeError` (`code: 'ERR_INVALID_ARG_TYPE'`, …) for a bad
-    /// config: a missing `workspaceDir`, a `storage` without a `downloadAssetBundle` function,
-    /// an invalid default option.
+    /// Create a runtime; a `TypeError` (`code: 'ERR_INVALID_ARG_TYPE'`, …) for a bad config: no
+    /// `workspaceDir`, a `storage` without a `downloadAssetBundle` function, a bad default option.
     #[napi(constructor, catch_unwind)]
     pub fn new(env: Env, config: WorkerRuntimeConfig) -> Result<Self> {
         let fail = |e: Error| errors::to_napi(&env, e);
@@ -62,10 +54,10 @@ impl WorkerRuntime {
         })
     }
 
-    /// Run chunk `chunkId` of the job spec at `jobPath` (an http(s) URL, a `file://` URL, or a
-    /// file path) and resolve with its result once the process has exited and its output is
-    /// drained. A non-zero exit resolves; every failure to get that far rejects with an `Error`
-    /// whose `code` says what went wrong. Bad arguments reject too, before anything runs.
+    /// Run chunk `chunkId` of the spec at `jobPath` (an http(s) URL, a `file://` URL or a path);
+    /// resolves once the process has exited and its output is drained, even on a non-zero exit.
+    /// Anything else, bad arguments included (before anything runs), rejects with an `Error`
+    /// whose `code` says what went wrong.
     #[napi(
         catch_unwind,
         ts_args_type = "jobPath: string, chunkId: number, options?: RunOptions | undefined | null",
@@ -81,8 +73,7 @@ impl WorkerRuntime {
         self.start(env, job_path, Target::Chunk(chunk_id), options)
     }
 
-    /// Run the spec's `mergeCommand` exactly as `run` runs a chunk's command (its assets
-    /// first, the same options, the same result), once every chunk has succeeded.
+    /// Run the spec's `mergeCommand` as `run` runs a chunk's, once every chunk has succeeded.
     #[napi(
         catch_unwind,
         ts_args_type = "jobPath: string, options?: RunOptions | undefined | null",
@@ -97,15 +88,12 @@ impl WorkerRuntime {
         self.start(env, job_path, Target::Merge, options)
     }
 
-    /// Cancel the run the JavaScript entry registered as `runId` (an abort of its signal).
     #[napi(skip_typescript)]
     pub fn cancel(&self, run_id: u32) {
         self.runs.cancel(self.key(run_id));
     }
 
-    /// Send signal number `signal` to the process group of run `runId`'s command, giving it
-    /// `graceMs` to end before what is left of it is killed for holding its pipes: `false`
-    /// when it is not running (not started yet, or ended).
+    /// Signal run `runId`'s process group, giving it `graceMs` (see `Group::signal`).
     #[napi(skip_typescript)]
     pub fn signal(&self, run_id: u32, signal: i32, grace_ms: f64) -> bool {
         let grace = millis(grace_ms).unwrap_or_default();
@@ -141,10 +129,7 @@ impl WorkerRuntime {
             options.env.iter().flatten(),
         ));
         let streams = [options.on_stdout, options.on_stderr].map(|f| f.map(Arc::new));
-        // The JavaScript entry numbers its runs below 2^31; any other caller's get ids above.
-        let run_id = options
-            .run_id
-            .unwrap_or_else(|| NEXT_SERIAL.fetch_add(1, Ordering::Relaxed) | 1 << 31);
+        let run_id = options.run_id;
         let extras = RunExtras {
             storage: self
                 .download
@@ -180,8 +165,7 @@ impl WorkerRuntime {
 
 static NEXT_SERIAL: AtomicU32 = AtomicU32::new(0);
 
-/// The runs of `env`. When the environment goes away (a worker thread terminated, Node
-/// exiting), every run still in it is cancelled, which kills its process group.
+/// The runs of `env`, all cancelled (groups killed) when it goes away: a worker ends, Node exits.
 fn env_runs(env: &Env) -> Result<Arc<Runs>> {
     static BY_ENV: LazyLock<Mutex<HashMap<usize, Arc<Runs>>>> = LazyLock::new(Mutex::default);
     let key = env.raw() as usize;
@@ -257,10 +241,9 @@ impl From<Outcome> for WorkerResult {
     }
 }
 
-/// Split a command string into a program and its arguments exactly as `run` does, without
-/// running anything: use it to check a command before shipping a spec. Throws an `Error`
-/// with `code: 'ERR_INVALID_COMMAND'` for an empty command, an unterminated quote, a
-/// trailing backslash or a NUL byte.
+/// Split a command string into a program and its arguments as `run` does, to check a command
+/// before shipping a spec. Throws an `Error` with `code: 'ERR_INVALID_COMMAND'` for an empty
+/// command, an unterminated quote, a trailing backslash or a NUL byte.
 #[napi(catch_unwind)]
 pub fn parse_command(env: Env, command: String) -> Result<ParsedCommand> {
     let parsed = crate::command::parse_command(&command)
@@ -271,10 +254,9 @@ pub fn parse_command(env: Env, command: String) -> Result<ParsedCommand> {
     })
 }
 
-/// Join a program and its arguments into a command string that `parseCommand` (and `run`)
-/// split back into exactly them — for orchestrators that build specs from argv, so that a
-/// file name with spaces or quotes survives. Throws `ERR_INVALID_COMMAND` for an empty
-/// program or a NUL byte, a `TypeError` for anything but strings.
+/// Join a program and its arguments into a command string that `parseCommand` and `run` split
+/// back into exactly them, so that a file name with spaces or quotes survives. Throws
+/// `ERR_INVALID_COMMAND` for an empty program or a NUL byte, a `TypeError` for non-strings.
 #[napi(catch_unwind)]
 pub fn quote_command(env: Env, program: String, args: Option<Vec<String>>) -> Result<String> {
     crate::command::quote_command(&program, &args.unwrap_or_default())

@@ -1,6 +1,4 @@
-//! The shapes that cross the boundary, typed once: napi reads the options from them and writes
-//! `index.d.ts` from them. The JavaScript entry checks every value (with Node's messages)
-//! and hands these over as plain objects, so reading them here cannot fail or run user code.
+//! The shapes that cross the boundary, checked by the JavaScript entry first (README, "Design").
 
 use std::collections::HashMap;
 
@@ -11,56 +9,44 @@ use napi_derive::napi;
 /// An output callback, weak (it never keeps Node alive); `''` is a barrier the entry drops.
 pub type OutputFn = ThreadsafeFunction<String, (), String, Status, false, true>;
 
-/// `storage.downloadAssetBundle(jobId, remoteUrl, targetDir, runId)` as the JavaScript entry
-/// wraps it: a promise, the job id's JSON text parsed, the run id made the run's `{ signal }`.
+/// The adapter as the JavaScript entry wraps it: a promise, `jobId` parsed, `runId` a `signal`.
 pub type DownloadArgs = FnArgs<(Option<String>, String, String, u32)>;
 pub type DownloadFn =
     ThreadsafeFunction<DownloadArgs, Promise<()>, DownloadArgs, Status, false, true>;
 
-/// Configuration of a `WorkerRuntime`, plus the default run controls (see `RunOptions`).
+/// Configuration of a `WorkerRuntime`. `timeout`, `killSignal`, `killGracePeriod`, `maxBuffer`,
+/// `env`, `onStdout`, `onStderr` and `lines` are defaults for the `RunOptions` of the same name.
 #[napi(object, object_to_js = false)]
 pub struct WorkerRuntimeConfig {
-    /// The directory every command runs in, created (recursively) when missing. A relative
-    /// path is resolved against the current directory when the runtime is created.
+    /// Where commands run, made (with parents) if missing; a relative one resolves at construction.
     pub workspace_dir: String,
     /// The storage adapter that downloads a job's `assetsUrl` bundle into the workspace.
     pub storage: Option<ArtifactStorage>,
-    /// Each run works in `<workspaceDir>/<job id>` (the id made safe for a file name), and a
-    /// job's assets are downloaded there once, whichever runtime or process runs it next.
-    /// Default `false`: every run works in `workspaceDir` itself.
+    /// Each run works in `<workspaceDir>/<job id>` (made safe for a file name), where the job's
+    /// assets are downloaded once for every runtime and process. Default `false`: `workspaceDir`.
     pub per_job_workspace: Option<bool>,
     /// How specs are fetched: retries, timeouts, size limit, headers, CA certificates.
     pub fetch: Option<FetchOptions>,
-    /// Default `RunOptions.timeout`.
     pub timeout: Option<f64>,
-    /// Default `RunOptions.killSignal`.
     #[napi(ts_type = "NodeJS.Signals | number")]
     pub kill_signal: Option<i32>,
-    /// Default `RunOptions.killGracePeriod`.
     pub kill_grace_period: Option<f64>,
-    /// Default `RunOptions.maxBuffer`.
     pub max_buffer: Option<f64>,
-    /// Default `RunOptions.env`.
     #[napi(ts_type = "Record<string, string | number | boolean | null | undefined>")]
     pub env: Option<HashMap<String, Option<String>>>,
-    /// Default `RunOptions.onStdout`.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stdout: Option<OutputFn>,
-    /// Default `RunOptions.onStderr`.
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stderr: Option<OutputFn>,
-    /// Default `RunOptions.lines`.
     pub lines: Option<bool>,
 }
 
-/// The storage adapter of the infrastructure package. The runtime only calls
-/// `downloadAssetBundle`, as a method of this object (`this` is the adapter), and awaits what
-/// it returns, as `await` would: a promise or a plain value.
+/// The infrastructure package's storage adapter. Only `downloadAssetBundle` is called, as a
+/// method (`this` is the adapter), its result awaited as `await` would: a promise or a value.
 #[napi(object, object_to_js = false)]
 pub struct ArtifactStorage {
-    /// Download the bundle at `remoteUrl` for job `jobId` (the spec's `id`, as the JSON value
-    /// it is) into `targetDir` (the workspace). `options.signal` aborts when the run is
-    /// aborted, times out or ends: an adapter that honours it stops writing into the workspace.
+    /// Download the bundle at `remoteUrl` for job `jobId` (the spec's `id`, as the JSON value it
+    /// is) into `targetDir`. `options.signal` aborts when the run is aborted, times out or ends.
     #[napi(
         ts_type = "(jobId: string, remoteUrl: string, targetDir: string, options: { signal: AbortSignal }) => Promise<void> | void"
     )]
@@ -71,9 +57,8 @@ pub struct ArtifactStorage {
 #[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct RunOptions<'a> {
-    /// Milliseconds the process may run. Past it, its process group gets `killSignal`, then
-    /// SIGKILL after `killGracePeriod`, and the run resolves with `timedOut: true`.
-    /// 0 (the default) means no timeout.
+    /// Milliseconds the process may run; then its group gets `killSignal`, SIGKILL after
+    /// `killGracePeriod`, and the run resolves with `timedOut: true`. 0 (default): no timeout.
     pub timeout: Option<f64>,
     /// The signal sent when the timeout expires: a name such as `'SIGTERM'` (default) or a number.
     #[napi(ts_type = "NodeJS.Signals | number")]
@@ -89,9 +74,8 @@ pub struct RunOptions<'a> {
     /// Set by the JavaScript entry: `process.env` when `run` was called, as `KEY=value\0` pairs.
     #[napi(skip_typescript)]
     pub inherited_env: Option<String>,
-    /// Aborting it kills the run's process group (or stops the spec fetch or storage call in
-    /// progress) and rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause` the
-    /// signal's reason). Read by the JavaScript entry, which cancels the run through `runId`.
+    /// Aborting it kills the run's process group (or stops its spec fetch or storage call) and
+    /// rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause`: the signal's reason).
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Unknown<'a>>,
     /// Called with each piece of stdout as it arrives, decoded as UTF-8 (a character is never
@@ -105,9 +89,8 @@ pub struct RunOptions<'a> {
     /// `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
     /// last line without one comes at the end. Default `false`: pieces as they arrive.
     pub lines: Option<bool>,
-    /// Set by the JavaScript entry: the id under which the run is cancelled and signalled.
     #[napi(skip_typescript)]
-    pub run_id: Option<u32>,
+    pub run_id: u32,
 }
 
 /// How job specs are fetched over HTTP(S), and how large a spec may be.

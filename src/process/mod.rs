@@ -1,6 +1,3 @@
-//! Running one command: spawn into its own process group, capture both streams, enforce the
-//! timeout, honour cancellation, drain, and leave nothing of the group behind.
-
 mod output;
 mod signal;
 #[cfg(any(not(unix), feature = "portable-process"))]
@@ -26,8 +23,7 @@ use crate::error::Error;
 pub use output::{Queued, TailBuffer, Utf8Stream};
 pub use signal::Signal;
 
-/// How long output is still read after the process exits, for helpers that flush late.
-/// Past it, what is left of the group is killed so a helper holding a pipe cannot hang a run.
+/// Output is read this long after exit, for helpers that flush late; then the group is killed.
 pub const DRAIN_GRACE: Duration = Duration::from_millis(1000);
 /// Then how long the pipes may take to close (a process outside the group may hold them).
 const DRAIN_AFTER_KILL: Duration = Duration::from_millis(250);
@@ -45,13 +41,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 type Pipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-/// At most this many bytes of output wait for the output callbacks of a run; past it the pipes
-/// are not read (the command blocks on its writes) until the JavaScript thread catches up.
+/// Past this much output waiting for the callbacks, pipes are not read: the command blocks.
 pub const OUTPUT_QUEUE_BYTES: usize = 1024 * 1024;
 
-/// Receives output as it arrives. `piece` must not block; `queued` counts what was handed
-/// over and not delivered yet (reading waits while it is full); `flush` resolves once every
-/// piece handed over so far has been delivered.
+/// `piece` must not block; reading waits while `queued` is full; `flush` waits for delivery.
 pub trait OutputSink: Send + Sync {
     fn piece(&self, stream: Stream, text: String);
     fn queued(&self) -> &Queued;
@@ -63,15 +56,12 @@ pub struct Controls {
     pub timeout: Option<Duration>,
     pub kill_signal: Signal,
     pub kill_grace: Duration,
-    /// Bytes kept per stream (the most recent ones).
     pub max_buffer: usize,
-    /// The command's whole environment, taken on the JavaScript thread when `run` was called
-    /// (see `runtime::environment`). `None` inherits this process's: for tests only.
+    /// From `runtime::environment`; `None` (tests only) inherits this process's.
     pub env: Option<Vec<(OsString, OsString)>>,
 }
 
 impl Controls {
-    /// These controls with the given options laid over them (`None` keeps the current value).
     pub fn overlay(
         self,
         timeout: Option<f64>,
@@ -91,7 +81,6 @@ impl Controls {
     }
 }
 
-/// Milliseconds as a duration; `None` for Infinity.
 pub fn millis(ms: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).ok()
 }
@@ -113,7 +102,6 @@ impl Default for Controls {
     }
 }
 
-/// What `wait4` reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
     pub max_rss_bytes: u64,
@@ -123,7 +111,6 @@ pub struct Usage {
 
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// The exit code; -1 when a signal ended the process or the timeout did.
     pub exit_code: i32,
     pub signal: Option<Signal>,
     pub stdout: String,
@@ -133,7 +120,6 @@ pub struct Outcome {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Option<Usage>,
-    /// Set by the runtime: the chunk's `outputFile`, and its size when it is a file.
     pub output_path: Option<PathBuf>,
     pub output_bytes: Option<u64>,
 }
@@ -153,14 +139,12 @@ pub struct Command<'a> {
 pub struct Group {
     /// Its id while the command runs, 0 otherwise.
     id: AtomicI32,
-    /// Until then, what is left of the group once the command's own process has ended is not
-    /// killed for holding its pipes: a stop passed on with a grace gets all of it.
+    /// Until then the group is not drain-killed: a stop passed on with a grace gets all of it.
     grace_until: Mutex<Option<Instant>>,
 }
 
 impl Group {
-    /// Send `signal` to the group and give it `grace` to end; `false` when the command is
-    /// not running (not started yet, or ended) or there are no groups to signal.
+    /// Signal the group, with `grace` to end; `false` when not running, or without groups.
     pub fn signal(&self, signal: Signal, grace: Duration) -> bool {
         let id = self.id.load(Ordering::SeqCst);
         if id <= 0 || !sys::signal_group(id, signal) {
@@ -187,8 +171,7 @@ struct Capture<'a> {
 }
 
 impl Capture<'_> {
-    /// Read once the sink (if any) can take more: `false` at the end of the stream (or a read
-    /// error, which ends it just the same). Never resolves once the pipe is closed.
+    /// Read once the sink can take more: `false` at the end (or an error); pending once closed.
     async fn read(&mut self) -> bool {
         let Some(pipe) = &mut self.pipe else {
             return std::future::pending().await;
@@ -197,14 +180,12 @@ impl Capture<'_> {
             sink.queued().ready().await;
         }
         if self.buf.len() == self.buf.capacity() && self.buf.capacity() < READ_BUFFER_MAX {
-            // The last read filled the buffer: the stream is talkative.
             self.buf.reserve_exact(READ_BUFFER_MAX - self.buf.len());
         }
         self.buf.clear();
         matches!(pipe.read_buf(&mut self.buf).await, Ok(n) if n > 0)
     }
 
-    /// Keep what `read` got and hand it to the sink, decoded; `more` false ends the stream.
     fn accept(&mut self, more: bool) {
         match more {
             true => self.kept.push(&self.buf),
@@ -221,7 +202,6 @@ impl Capture<'_> {
     }
 }
 
-/// Sleep until `deadline`; never resolves without one.
 pub async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -229,8 +209,7 @@ pub async fn until(deadline: Option<Instant>) {
     }
 }
 
-/// Run `cmd` to completion. Errors are for what prevented the run (spawn failure,
-/// cancellation); a non-zero exit is an [`Outcome`].
+/// Errors are for what prevented the run (spawn, cancellation); a non-zero exit is an Outcome.
 pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let controls = cmd.controls;
     let mut command = std::process::Command::new(program_path(&cmd)?);
@@ -249,12 +228,10 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         command.env(name, token);
     }
     let started = Instant::now();
-    // A failure to set up its pipes (the child is then killed again) is worded as Node words
-    // every failure to start a process: `spawn <program> EMFILE`.
+    // Failing pipes (the child is then killed) read as Node's `spawn <program> EMFILE`, too.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
-    // Cleared before the leader is reaped: past that, its id may name another process (only a
-    // pid wrap-around between a signal's read of it and its sending could misdirect one).
+    // Cleared before the leader is reaped, after which its id may name another process.
     cmd.group.id.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
         pipe,
@@ -314,8 +291,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                     out.accept(false);
                     err.accept(false);
                 } else {
-                    // A helper left behind still holds a pipe: end the group, then collect
-                    // whatever it wrote before dying.
+                    // A helper left behind holds a pipe: kill the group, collect its output.
                     drain_killed = true;
                     child.signal(Signal::KILL);
                     drain_until = Some(Instant::now() + DRAIN_AFTER_KILL);
@@ -325,7 +301,6 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     }
     let exited_at = exited_at.unwrap_or_else(Instant::now);
 
-    // Nothing of the group outlives the run.
     cmd.group.id.store(0, Ordering::SeqCst);
     let (status, usage) = child.finish().map_err(|e| {
         Error::Internal(format!(
@@ -360,14 +335,12 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     })
 }
 
-/// The program to start, a bare name looked up in the command's own `PATH` here: given a `PATH`,
-/// std would fall back from `posix_spawn` to a `fork` of the whole Node process.
+/// Looked up in the command's `PATH` here: given one, std would `fork` Node, not `posix_spawn`.
 fn program_path(cmd: &Command<'_>) -> Result<PathBuf, Error> {
     match cmd.controls.env.iter().flatten().find(|(k, _)| k == "PATH") {
         Some((_, path)) if !cmd.program.contains(std::path::is_separator) => {
             which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
-                // As execvp reports it: EACCES when some directory has a file of that name that
-                // cannot be run, else ENOENT.
+                // As execvp: EACCES if a directory has such a file (not runnable), else ENOENT.
                 let found = std::env::split_paths(path).any(|dir| dir.join(cmd.program).is_file());
                 #[cfg(unix)]
                 let err = std::io::Error::from_raw_os_error(match found {

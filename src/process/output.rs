@@ -1,10 +1,7 @@
-//! Output capture: a bounded tail buffer and an incremental UTF-8 decoder.
-
 use std::collections::VecDeque;
 
 use super::OUTPUT_QUEUE_BYTES;
 
-/// Keeps the most recent `max` bytes written to it.
 #[derive(Debug)]
 pub struct TailBuffer {
     data: VecDeque<u8>,
@@ -39,8 +36,7 @@ impl TailBuffer {
         self.truncated
     }
 
-    /// The kept bytes, oldest first, decoded as UTF-8 (invalid sequences become U+FFFD). When
-    /// older bytes were dropped, a character cut in half at the front is dropped too.
+    /// Decoded lossily; once older bytes were dropped, a character cut at the front goes too.
     pub fn into_string(self) -> String {
         let mut bytes = Vec::from(self.data);
         if self.truncated {
@@ -56,8 +52,7 @@ impl TailBuffer {
     }
 }
 
-/// Bytes of output handed to a receiver and not delivered yet; "ready" while there are at most
-/// `OUTPUT_QUEUE_BYTES` of them.
+/// Output bytes handed to a receiver and not delivered yet; ready at `OUTPUT_QUEUE_BYTES` or less.
 #[derive(Default)]
 pub struct Queued(tokio::sync::watch::Sender<usize>);
 
@@ -74,16 +69,13 @@ impl Queued {
         *self.0.borrow() <= OUTPUT_QUEUE_BYTES
     }
 
-    /// Resolves once the receiver has caught up (at once if it has).
     pub async fn ready(&self) {
         let mut queued = self.0.subscribe();
         let _ = queued.wait_for(|&bytes| bytes <= OUTPUT_QUEUE_BYTES).await;
     }
 }
 
-/// Decodes a byte stream piece by piece, holding back a character's first bytes for the next
-/// piece: cut only after a whole character or an invalid byte, the pieces are exactly
-/// `String::from_utf8_lossy` of the whole stream.
+/// Holds back an unfinished character, so that pieces join to exactly the whole's lossy decoding.
 #[derive(Debug, Default)]
 pub struct Utf8Stream {
     pending: Vec<u8>,
@@ -105,7 +97,6 @@ impl Utf8Stream {
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
-    /// What is left at the end of the stream (a truncated character becomes U+FFFD).
     pub fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
     }

@@ -1,6 +1,5 @@
-//! The portable side of a run (Windows; on Unix with the `portable-process` feature, to test
-//! it): `tokio::process`, kills that reach the direct child only (no process groups: a helper
-//! survives them), and no resource use.
+//! Windows (and Unix with `portable-process`, to test it): no process groups, so a kill reaches
+//! the direct child only, and no resource use.
 
 use std::io;
 use std::process::ExitStatus;

@@ -1,6 +1,3 @@
-//! Signals by the names Node uses (`'SIGTERM'`), from the C library's own list.
-
-/// A signal that can be sent to a process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signal(pub i32);
 

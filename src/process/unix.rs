@@ -1,6 +1,3 @@
-//! The Unix side of a run: a process group of its own (`posix_spawn`), exit seen through a
-//! pidfd without reaping, signals to the whole group, `wait4` for status and resource use.
-
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -21,7 +18,6 @@ pub struct Child {
 }
 
 impl Child {
-    /// Spawn `command` as the leader of a new process group.
     pub fn spawn(
         mut command: std::process::Command,
     ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
@@ -64,9 +60,8 @@ impl Child {
         signal_group(self.pid, signal);
     }
 
-    /// End what is left of the group, forget it, then reap the leader. Until the reap the
-    /// leader is at least a zombie, so its pid (the group id) cannot have been reused by an
-    /// unrelated process when the group is killed or forgotten. Call after `exited`.
+    /// Kill what is left of the group, then reap the leader: till then a zombie, its pid (the
+    /// group id) cannot name an unrelated process. Call after `exited`.
     pub fn finish(mut self) -> io::Result<(ExitStatus, Option<Usage>)> {
         self.finished = true;
         release(self.pid).map(|(status, usage)| (status, Some(usage)))
@@ -89,18 +84,15 @@ fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     reap(pid)
 }
 
-/// Send `signal` to every process in the group led by `pgid`; a group already gone is no error.
 pub fn signal_group(pgid: i32, signal: Signal) -> bool {
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
     unsafe { libc::kill(-pgid, signal.0) };
     true
 }
 
-/// Becomes ready when a child has exited, without reaping it (see `Child::finish` for why).
+/// Ready once a child has exited, unreaped (see `Child::finish`): a pidfd needs Linux 5.3+.
 enum ExitWatch {
-    /// Linux 5.3+: a pidfd is readable once the process has exited.
     Pidfd(AsyncFd<OwnedFd>),
-    /// Elsewhere: poll `waitid(WNOWAIT)` with a growing interval.
     Poll { pid: i32, interval: Duration },
 }
 
@@ -126,7 +118,6 @@ impl ExitWatch {
     }
 }
 
-/// Whether `pid` has exited, leaving it unreaped.
 fn has_exited(pid: i32) -> bool {
     // SAFETY: siginfo_t is plain data; waitid fills it in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -142,7 +133,6 @@ fn has_exited(pid: i32) -> bool {
     rc != 0 || pid != 0
 }
 
-/// Reap `pid` (blocking until it exits) and return its status and resource use.
 fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it in.
