@@ -1,5 +1,5 @@
-//! The command-string grammar (CONTRACT §3), without a shell: what a shell would reject or
-//! mangle is refused with its column.
+//! The command-string grammar (README.md, `parseCommand`), split without a shell: what a
+//! shell would reject or mangle is refused with its column.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCommand {
