@@ -94,7 +94,7 @@ impl WorkerRuntime {
     }
 
     /// Signal run `runId`'s process group, giving it `graceMs` (see `Group::signal`).
-    #[napi(skip_typescript)]
+    #[napi(skip_typescript, catch_unwind)]
     pub fn signal(&self, run_id: u32, signal: i32, grace_ms: f64) -> bool {
         let grace = millis(grace_ms).unwrap_or_default();
         self.runs.signal(self.key(run_id), Signal(signal), grace)
