@@ -27,6 +27,7 @@ pub struct WorkerRuntimeConfig {
     pub per_job_workspace: Option<bool>,
     /// How specs are fetched: retries, timeouts, size limit, headers, CA certificates.
     pub fetch: Option<FetchOptions>,
+    // Declared for the types; the JavaScript entry lays these under each run's own options.
     pub timeout: Option<f64>,
     #[napi(ts_type = "NodeJS.Signals | number")]
     pub kill_signal: Option<i32>,
