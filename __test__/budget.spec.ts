@@ -1,0 +1,45 @@
+// The Rust core stays lean: non-blank lines of `src/**/*.rs` before each file's first test
+// module, comments included, within the budget the design set (the binding, `src/binding/`,
+// within its own). A change past it makes room elsewhere first, or argues for a new budget.
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, relative, resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const src = resolve(__dirname, '..', 'src')
+const CORE_BUDGET = 2800
+const BINDING_BUDGET = 600
+
+function rustFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) return rustFiles(path)
+    return entry.name.endsWith('.rs') ? [path] : []
+  })
+}
+
+/** Non-blank lines before the first `#[cfg(...test...)]`. */
+function coreLines(text: string): number {
+  const lines = text.split('\n')
+  const end = lines.findIndex((line) => /#\[cfg\(.*test/.test(line))
+  return lines.slice(0, end === -1 ? undefined : end).filter((line) => line.trim() !== '').length
+}
+
+describe('the lean core', () => {
+  const counts = new Map(rustFiles(src).map((file) => [relative(src, file), coreLines(readFileSync(file, 'utf8'))]))
+  const total = (files: string[]) => files.reduce((sum, file) => sum + counts.get(file)!, 0)
+
+  it('counts what it should: tests and blank lines are not code', () => {
+    expect(coreLines('//! doc\n\nfn a() {}\n#[cfg(test)]\nmod tests {}\n')).toBe(2)
+    expect(coreLines('fn a() {}\n#[cfg(all(test, unix))]\nmod tests {}\n')).toBe(1)
+    expect(coreLines('fn a() {}\n')).toBe(1)
+    expect(counts.size).toBeGreaterThan(10)
+  })
+
+  it(`holds at most ${CORE_BUDGET} lines of Rust, the binding at most ${BINDING_BUDGET}`, () => {
+    const files = [...counts.keys()]
+    const binding = files.filter((file) => file.split(/[\\/]/)[0] === 'binding')
+    expect(binding.length).toBeGreaterThan(0)
+    expect(total(files)).toBeLessThanOrEqual(CORE_BUDGET)
+    expect(total(binding)).toBeLessThanOrEqual(BINDING_BUDGET)
+  })
+})
