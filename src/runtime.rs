@@ -49,7 +49,7 @@ impl Runtime {
     ) -> Result<Outcome, Error> {
         let cancel = &extras.cancel;
         // The timeout covers the whole run; the command gets what is left of it.
-        let deadline = controls.timeout.map(|t| Instant::now() + t);
+        let deadline = controls.timeout.and_then(|t| Instant::now().checked_add(t));
         let downloading = AtomicBool::new(false);
         let prepare = async {
             let plan = source::load(&self.fetch, &source, move |bytes, name| {

@@ -5,6 +5,7 @@ mod types;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::Env;
@@ -117,17 +118,22 @@ impl WorkerRuntime {
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
         let options = options.unwrap_or_default();
         let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
-        let mut controls = Controls::default().overlay(
-            options.timeout,
-            options.kill_signal.map(Signal),
-            options.kill_grace_period,
-            options.max_buffer,
-        );
-        // Taken now, on the JavaScript thread (see `runtime::environment`).
-        controls.env = Some(runtime::environment(
-            options.inherited_env.as_deref(),
-            options.env.iter().flatten(),
-        ));
+        let defaults = Controls::default();
+        let grace = |ms| millis(ms).unwrap_or(Duration::MAX);
+        let controls = Controls {
+            timeout: options.timeout.and_then(limit),
+            kill_signal: options.kill_signal.map_or(defaults.kill_signal, Signal),
+            kill_grace: options.kill_grace_period.map_or(defaults.kill_grace, grace),
+            // `as` saturates: Infinity keeps everything.
+            max_buffer: options
+                .max_buffer
+                .map_or(defaults.max_buffer, |b| b as usize),
+            // Taken now, on the JavaScript thread (see `runtime::environment`).
+            env: Some(runtime::environment(
+                options.inherited_env.as_deref(),
+                options.env.iter().flatten(),
+            )),
+        };
         let streams = [options.on_stdout, options.on_stderr].map(|f| f.map(Arc::new));
         let run_id = options.run_id;
         let extras = RunExtras {

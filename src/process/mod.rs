@@ -61,26 +61,6 @@ pub struct Controls {
     pub env: Option<Vec<(OsString, OsString)>>,
 }
 
-impl Controls {
-    pub fn overlay(
-        self,
-        timeout: Option<f64>,
-        kill_signal: Option<Signal>,
-        kill_grace_period: Option<f64>,
-        max_buffer: Option<f64>,
-    ) -> Self {
-        let grace = |ms| millis(ms).unwrap_or(Duration::MAX);
-        Controls {
-            timeout: timeout.map_or(self.timeout, limit),
-            kill_signal: kill_signal.unwrap_or(self.kill_signal),
-            kill_grace: kill_grace_period.map_or(self.kill_grace, grace),
-            // `as` saturates: Infinity keeps everything.
-            max_buffer: max_buffer.map_or(self.max_buffer, |bytes| bytes as usize),
-            env: self.env,
-        }
-    }
-}
-
 pub fn millis(ms: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).ok()
 }
@@ -246,7 +226,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let mut out = capture(stdout, Stream::Stdout);
     let mut err = capture(stderr, Stream::Stderr);
 
-    let timeout_at = controls.timeout.map(|t| started + t);
+    let timeout_at = controls.timeout.and_then(|t| started.checked_add(t));
     let mut timed_out = false;
     let mut hard_kill_at: Option<Instant> = None;
     let mut exited_at: Option<Instant> = None;
@@ -276,7 +256,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
                 timed_out = true;
                 child.signal(controls.kill_signal);
                 if controls.kill_signal != Signal::KILL {
-                    hard_kill_at = Some(Instant::now() + controls.kill_grace);
+                    hard_kill_at = Instant::now().checked_add(controls.kill_grace);
                 }
             }
             _ = until(hard_kill_at), if exited_at.is_none() => {
@@ -560,6 +540,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(result.unwrap().exit_code, 7, "the trap ran");
         assert_eq!(group.id.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn limits_too_far_for_an_instant_are_no_limits() {
+        let controls = Controls {
+            timeout: Some(Duration::MAX),
+            ..Controls::default()
+        };
+        assert_eq!(sh("exit 3", &controls).await.unwrap().exit_code, 3);
+        let controls = Controls {
+            timeout: Some(Duration::from_millis(50)),
+            kill_grace: Duration::MAX,
+            ..Controls::default()
+        };
+        let o = sh("exec sleep 5", &controls).await.unwrap();
+        assert!(o.timed_out);
     }
 
     #[tokio::test]
