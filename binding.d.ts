@@ -167,7 +167,7 @@ export interface WorkerResult {
  * `env`, `onStdout`, `onStderr` and `lines` are defaults for the `RunOptions` of the same name.
  */
 export interface WorkerRuntimeConfig {
-  /** Where commands run, made (with parents) if missing; a relative one resolves at construction. */
+  /** The directory commands run in, created if missing; a relative path is resolved right away. */
   workspaceDir: string
   /** The storage adapter that downloads a job's `assetsUrl` bundle into the workspace. */
   storage?: ArtifactStorage

@@ -76,7 +76,7 @@ impl FetchConfig {
     }
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>, retry: bool) -> Result<(), Failure> {
-        // Built on first use (reading files needs none); a retry's opens a connection a request.
+        // The shared client, built on first use; a retry's opens a new connection per request.
         let connection = Connection {
             fresh_connections: retry,
             ..self.connection.clone()

@@ -71,7 +71,7 @@ fn spawn_watcher(token: &str) -> Option<(Child, ChildStdin)> {
     let mut command = Command::new("/bin/sh");
     command
         .args(["-c", SCRIPT, "helios-worker-runtime-watcher", token])
-        // Not this process's environment, which Node may be writing; unmarked, not to kill itself.
+        // Not this process's environment (Node may be writing it); unmarked, not to kill itself.
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())

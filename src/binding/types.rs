@@ -18,7 +18,7 @@ pub type DownloadFn =
 /// `env`, `onStdout`, `onStderr` and `lines` are defaults for the `RunOptions` of the same name.
 #[napi(object, object_to_js = false)]
 pub struct WorkerRuntimeConfig {
-    /// Where commands run, made (with parents) if missing; a relative one resolves at construction.
+    /// The directory commands run in, created if missing; a relative path is resolved right away.
     pub workspace_dir: String,
     /// The storage adapter that downloads a job's `assetsUrl` bundle into the workspace.
     pub storage: Option<ArtifactStorage>,

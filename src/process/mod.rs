@@ -210,7 +210,7 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
         command.env(name, token);
     }
     let started = Instant::now();
-    // Failing pipes (the child is then killed) read as Node's `spawn <program> EMFILE`, too.
+    // Pipes that cannot be set up (the child is killed) read as Node's `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
         sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
     // Cleared before the leader is reaped, after which its id may name another process.
