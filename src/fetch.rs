@@ -76,12 +76,14 @@ impl FetchConfig {
     }
 
     async fn attempt(&self, url: &Url, body: &mut Vec<u8>, retry: bool) -> Result<(), Failure> {
-        // The shared client, built on first use; a retry's opens a new connection per request.
-        let connection = Connection {
-            fresh_connections: retry,
+        // The shared client, built on first use; a retry's opens a new connection per request
+        // (its settings copied only then: the first attempt is every run's hot path).
+        let fresh = retry.then(|| Connection {
+            fresh_connections: true,
             ..self.connection.clone()
-        };
-        let client = clients::client(&connection).await.map_err(Failure::Final)?;
+        });
+        let client = clients::client(fresh.as_ref().unwrap_or(&self.connection)).await;
+        let client = client.map_err(Failure::Final)?;
         body.clear();
         let timed_out = |ms| format!("timed out after {ms} ms (fetch.timeoutMs)");
         within(self.timeout, timed_out, self.request(&client, url, body)).await?
