@@ -138,6 +138,27 @@ describe('HTTP details', () => {
     expect((await r.run(`${url}/br.json`, 0)).stdout).toBe('fetched\n')
   })
 
+  it('does not retry a body that cannot be decoded: it would fail the same way again', async () => {
+    const { url, hits } = await serve({ '/job.json': (_req, res) => res.writeHead(200, { 'content-encoding': 'gzip' }).end('{"chunks":[]}') })
+    const err = await runtime().run(`${url}/job.json`, 0).catch((e) => e)
+    expect(err.code).toBe('ERR_JOB_SPEC_FETCH')
+    expect(err.message).toMatch(/the response body could not be read/)
+    expect(err.message).not.toContain('attempts')
+    expect(hits).toHaveLength(1)
+  })
+
+  it('takes an answer with as many header lines as fit in the 16 KiB head Node takes', async () => {
+    const body = JSON.stringify(specOf('echo fetched'))
+    const { url } = await serve({
+      '/job.json': (_req, res) => {
+        for (let i = 0; i < 1200; i++) res.setHeader(`x-h${i}`, 'v')
+        res.writeHead(200, { 'content-type': 'application/json' }).end(body)
+      },
+    })
+    expect(await (await fetch(`${url}/job.json`)).json()).toEqual(JSON.parse(body))
+    expect((await runtime().run(`${url}/job.json`, 0)).stdout).toBe('fetched\n')
+  })
+
   it('follows a chain of 3 redirects and refuses a chain of 11', async () => {
     const routes: Record<string, Parameters<typeof serve>[0][string]> = { '/r0': ok }
     for (let i = 1; i <= 11; i++) routes[`/r${i}`] = (_req, res) => res.writeHead(302, { location: `/r${i - 1}` }).end()

@@ -61,6 +61,8 @@ fn build(c: &Connection) -> Result<reqwest::Client, Error> {
         .user_agent(concat!("helios-worker-runtime/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::limited(10))
+        // hyper stops at 100 header lines; Node takes any number that fits its 16 KiB head.
+        .http1_max_headers(4096)
         // Proxies only from the settings: Node may be writing this process's environment.
         .no_proxy();
     if let Some(limit) = c.connect_timeout {

@@ -274,7 +274,7 @@ fn network_failure(e: reqwest::Error) -> Failure {
     } else if e.is_connect() {
         ("could not connect", true)
     } else if e.is_body() || e.is_decode() {
-        ("the response body could not be read", true)
+        ("the response body could not be read", false)
     } else {
         ("request failed", false)
     };
