@@ -189,12 +189,16 @@ if (want('lag')) {
   const path = join(work, 'small.json')
   async function worstStall(rt) {
     const worst = []
-    for (let r = 0; r < size(5, 2); r++) {
+    // One round first, not counted: the first calls of any code run before it is compiled.
+    for (let r = -1; r < size(5, 2); r++) {
       const h = monitorEventLoopDelay({ resolution: 1 })
       h.enable()
+      // The histogram counts from its timer's first tick on: a stall before that goes unseen,
+      // and the 100 calls to `run` themselves are part of what is measured.
+      await new Promise((resolve) => setTimeout(resolve, 5))
       await Promise.all(Array.from({ length: 100 }, () => rt.run(path, 1)))
       h.disable()
-      worst.push(h.max / 1e6)
+      if (r >= 0) worst.push(h.max / 1e6)
     }
     return Math.max(...worst)
   }
