@@ -250,6 +250,45 @@ describe('env and resource use', () => {
   })
 })
 
+describe('runs started together, in one synchronous stretch', () => {
+  it('each takes process.env and the working directory as they stood at its own call', async () => {
+    const dir = tempDir()
+    const other = tempDir()
+    writeSpec(dir, specOf('sh -c "echo $HWR_AT_CALL"'))
+    const runtime = new WorkerRuntime({ workspaceDir: dir })
+    const [cwd, saved] = [process.cwd(), process.env.HWR_AT_CALL]
+    const runs: Promise<{ stdout: string }>[] = []
+    try {
+      process.chdir(dir)
+      for (const value of ['first', 'second', 'third']) {
+        process.env.HWR_AT_CALL = value
+        runs.push(runtime.run('job.json', 0))
+      }
+      // A relative spec path is read from where the process was when `run` was called.
+      process.chdir(other)
+      runs.push(runtime.run('job.json', 0))
+    } finally {
+      process.chdir(cwd)
+      if (saved === undefined) delete process.env.HWR_AT_CALL
+      else process.env.HWR_AT_CALL = saved
+    }
+    const settled = await Promise.allSettled(runs)
+    expect(settled.slice(0, 3).map((r) => r.status === 'fulfilled' && r.value.stdout)).toEqual(['first\n', 'second\n', 'third\n'])
+    expect(settled[3]).toMatchObject({ status: 'rejected', reason: { code: 'ENOENT' } })
+  })
+
+  it('one aborted before the stretch ends never starts its command; the others run', async () => {
+    const { dir, path, runtime } = setup('touch ran-0', 'touch ran-1', 'touch ran-2')
+    const controller = new AbortController()
+    const runs = [runtime.run(path, 0), runtime.run(path, 1, { signal: controller.signal }), runtime.run(path, 2)]
+    controller.abort('enough')
+    const [first, aborted, third] = await Promise.allSettled(runs)
+    expect(aborted).toMatchObject({ status: 'rejected', reason: { name: 'AbortError', code: 'ABORT_ERR', cause: 'enough' } })
+    expect([first.status, third.status]).toEqual(['fulfilled', 'fulfilled'])
+    expect(['ran-0', 'ran-1', 'ran-2'].map((f) => existsSync(join(dir, f)))).toEqual([true, false, true])
+  })
+})
+
 describe('validating options before anything runs', () => {
   const { path, runtime, dir } = setup(`touch ran`)
   it.each<[RunOptions | number, string, RegExp]>([

@@ -105,6 +105,7 @@ function makeRuntime(native) {
         // The runtime's defaults are laid over here, once: the native side sees a run's options only.
         env: defaults.env && given?.env ? Object.assign(Object.create(null), defaults.env, given.env) : (given?.env ?? defaults.env),
         inheritedEnv: inheritedEnvironment(),
+        cwd: process.cwd(),
         onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines),
         onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines),
         signal: undefined,
@@ -134,7 +135,8 @@ function makeRuntime(native) {
       try {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
-        running = chunkId === undefined ? this.#native.merge(jobPath, options) : this.#native.run(jobPath, chunkId, options)
+        const native = this.#native
+        running = startSoon(run, () => (chunkId === undefined ? native.merge(jobPath, options) : native.run(jobPath, chunkId, options)))
         if (handle != null) {
           const native = this.#native
           runSignals.set(handle, { native, runId, send: (number, graceMs) => native.signal(runId, number, graceMs) })
@@ -157,6 +159,34 @@ function makeRuntime(native) {
     }
   }
   return WorkerRuntime
+}
+
+/** Runs started in one synchronous stretch of JavaScript, after its first: handed to the native
+ * side together when the stretch ends, so that their commands do not take the CPU from it
+ * meanwhile (100 runs started at once stalled the event loop about half as long). */
+let held
+
+/** `start()` now when it is the stretch's first run, else once the stretch has ended; either
+ * way it has taken everything it needs from JavaScript (environment, cwd, options) already. */
+function startSoon(run, start) {
+  if (held !== undefined) return new Promise((resolve, reject) => held.push({ run, start, resolve, reject }))
+  held = []
+  queueMicrotask(startHeld)
+  return start()
+}
+
+function startHeld() {
+  const runs = held
+  held = undefined
+  for (const { run, start, resolve, reject } of runs) {
+    try {
+      // Aborted meanwhile: its command is not started at all.
+      if (run.aborted) throw abortError(run.reason)
+      start().then(resolve, reject)
+    } catch (error) {
+      reject(error)
+    }
+  }
 }
 
 function validateJobPath(jobPath) {

@@ -117,7 +117,10 @@ impl WorkerRuntime {
         options: Option<RunOptions>,
     ) -> Result<PromiseRaw<'env, WorkerResult>> {
         let options = options.unwrap_or_default();
-        let source = current_dir().and_then(|cwd| JobSource::parse(&job_path, &cwd));
+        let cwd = options.cwd.as_deref().map(std::path::PathBuf::from);
+        let source = cwd
+            .map_or_else(current_dir, Ok)
+            .and_then(|cwd| JobSource::parse(&job_path, &cwd));
         let defaults = Controls::default();
         let grace = |ms| millis(ms).unwrap_or(Duration::MAX);
         let controls = Controls {

@@ -75,6 +75,9 @@ pub struct RunOptions<'a> {
     /// Set by the JavaScript entry: `process.env` when `run` was called, as `KEY=value\0` pairs.
     #[napi(skip_typescript)]
     pub inherited_env: Option<String>,
+    /// Set by the JavaScript entry: `process.cwd()` when `run` was called.
+    #[napi(skip_typescript)]
+    pub cwd: Option<String>,
     /// Aborting it kills the run's process group (or stops its spec fetch or storage call) and
     /// rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause`: the signal's reason).
     #[napi(ts_type = "AbortSignal")]
