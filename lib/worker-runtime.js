@@ -162,23 +162,27 @@ function makeRuntime(native) {
 }
 
 /** Runs started in one synchronous stretch of JavaScript, after its first: handed to the native
- * side together when the stretch ends, so that their commands do not take the CPU from it
- * meanwhile (100 runs started at once stalled the event loop about half as long). */
+ * side once the stretch has returned, a few per turn of the event loop, so that neither their
+ * commands nor handing them over hold up the stretch or the loop (100 runs started at once). */
 let held
+const HELD_PER_TURN = 16
 
-/** `start()` now when it is the stretch's first run, else once the stretch has ended; either
- * way it has taken everything it needs from JavaScript (environment, cwd, options) already. */
+/** `start()` now when it is the stretch's first run, else later; either way it has taken
+ * everything it needs from JavaScript (environment, cwd, options) already. */
 function startSoon(run, start) {
   if (held !== undefined) return new Promise((resolve, reject) => held.push({ run, start, resolve, reject }))
   held = []
-  queueMicrotask(startHeld)
+  queueMicrotask(() => {
+    const runs = held
+    held = undefined
+    if (runs.length > 0) setImmediate(startHeld, runs, 0)
+  })
   return start()
 }
 
-function startHeld() {
-  const runs = held
-  held = undefined
-  for (const { run, start, resolve, reject } of runs) {
+function startHeld(runs, from) {
+  const to = Math.min(from + HELD_PER_TURN, runs.length)
+  for (const { run, start, resolve, reject } of runs.slice(from, to)) {
     try {
       // Aborted meanwhile: its command is not started at all.
       if (run.aborted) throw abortError(run.reason)
@@ -187,6 +191,7 @@ function startHeld() {
       reject(error)
     }
   }
+  if (to < runs.length) setImmediate(startHeld, runs, to)
 }
 
 function validateJobPath(jobPath) {
