@@ -277,6 +277,12 @@ describe('runs started together, in one synchronous stretch', () => {
     expect(settled[3]).toMatchObject({ status: 'rejected', reason: { code: 'ENOENT' } })
   })
 
+  it('forty started at once all run, each its own chunk, whatever turn of the event loop starts it', async () => {
+    const { path, runtime } = setup(...Array.from({ length: 40 }, (_, i) => `echo ${i}`))
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => runtime.run(path, i)))
+    expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => `${i}\n`))
+  })
+
   it('one aborted before the stretch ends never starts its command; the others run', async () => {
     const { dir, path, runtime } = setup('touch ran-0', 'touch ran-1', 'touch ran-2')
     const controller = new AbortController()
