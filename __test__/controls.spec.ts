@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 
 import { WorkerRuntime, type RunOptions } from '../index.js'
 import { alive, cleanup, closeServers, eventually, existsSync, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
@@ -281,6 +282,40 @@ describe('runs started together, in one synchronous stretch', () => {
     const { path, runtime } = setup(...Array.from({ length: 40 }, (_, i) => `echo ${i}`))
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => runtime.run(path, i)))
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => `${i}\n`))
+  })
+
+  it('a held run still starts under fake timers, and one faked queueMicrotask leaves later runs unharmed', async () => {
+    const { path, runtime } = setup('echo a', 'echo b')
+    for (const toFake of [undefined, ['setImmediate', 'setTimeout', 'queueMicrotask'] as const]) {
+      vi.useFakeTimers(toFake && { toFake: [...toFake] })
+      try {
+        const both = await Promise.all([runtime.run(path, 0), runtime.run(path, 1)])
+        expect(both.map((r) => r.stdout)).toEqual(['a\n', 'b\n'])
+      } finally {
+        vi.useRealTimers()
+      }
+    }
+    expect((await new WorkerRuntime({ workspaceDir: tempDir() }).run(path, 1)).stdout).toBe('b\n')
+  })
+
+  it("a held run's callbacks see its caller's AsyncLocalStorage, not the first run's", async () => {
+    const { path, runtime } = setup('echo out')
+    const als = new AsyncLocalStorage<string>()
+    const seen: (string | undefined)[] = []
+    const onStdout = () => void seen.push(als.getStore())
+    await Promise.all(['req-1', 'req-2', 'req-3'].map((id) => als.run(id, () => runtime.run(path, 0, { onStdout }))))
+    expect(seen.sort()).toEqual(['req-1', 'req-2', 'req-3'])
+  })
+
+  it('a held run\'s timeout counts from its call, not from when it is handed over', async () => {
+    const { path, runtime } = setup('sleep 0.5')
+    const runs = [runtime.run(path, 0, { timeout: 1000 }), runtime.run(path, 0, { timeout: 1000 })]
+    // The stretch goes on for 800 ms: the held run has 200 ms left for a 500 ms command.
+    const end = Date.now() + 800
+    while (Date.now() < end);
+    const [first, held] = await Promise.all(runs)
+    expect(first).toMatchObject({ exitCode: 0 })
+    expect(held).toMatchObject({ timedOut: true, signal: 'SIGTERM' })
   })
 
   it('one aborted before the stretch ends never starts its command; the others run', async () => {

@@ -9,6 +9,9 @@ const { resolve } = require('node:path')
 const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
 const { getSystemErrorMap, inspect, types } = require('node:util')
+const { AsyncResource } = require('node:async_hooks')
+// Its own reference: fake timers replace the global `setImmediate`, not this module's.
+const timers = require('node:timers')
 
 const v = require('./validate.js')
 
@@ -136,7 +139,10 @@ function makeRuntime(native) {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
         const native = this.#native
-        running = startSoon(run, () => (chunkId === undefined ? native.merge(jobPath, options) : native.run(jobPath, chunkId, options)))
+        running = startSoon(run, (heldMs) => {
+          options.heldMs = heldMs
+          return chunkId === undefined ? native.merge(jobPath, options) : native.run(jobPath, chunkId, options)
+        })
         if (handle != null) {
           const native = this.#native
           runSignals.set(handle, { native, runId, send: (number, graceMs) => native.signal(runId, number, graceMs) })
@@ -161,37 +167,52 @@ function makeRuntime(native) {
   return WorkerRuntime
 }
 
-/** Runs started in one synchronous stretch of JavaScript, after its first: handed to the native
- * side once the stretch has returned, a few per turn of the event loop, so that neither their
- * commands nor handing them over hold up the stretch or the loop (100 runs started at once). */
-let held
+/** Runs held back: started in a synchronous stretch of JavaScript after its first run, or
+ * while earlier ones still wait. They are handed to the native side once the stretch has
+ * returned, in order, a few per turn of the event loop, so that neither their commands nor
+ * handing them over hold up the stretch or the loop (100 runs started at once). */
+const waiting = []
 const HELD_PER_TURN = 16
+let inStretch = false
+let handing = false
 
-/** `start()` now when it is the stretch's first run, else later; either way it has taken
- * everything it needs from JavaScript (environment, cwd, options) already. */
+/** `start(heldMs)` now when it is the stretch's first run and none waits, else later; either
+ * way it has taken everything it needs from JavaScript (environment, cwd, options) already. */
 function startSoon(run, start) {
-  if (held !== undefined) return new Promise((resolve, reject) => held.push({ run, start, resolve, reject }))
-  held = []
-  queueMicrotask(() => {
-    const runs = held
-    held = undefined
-    if (runs.length > 0) setImmediate(startHeld, runs, 0)
-  })
-  return start()
+  const first = !inStretch && waiting.length === 0
+  if (!inStretch) {
+    inStretch = true
+    // A promise job, not `queueMicrotask` or a timer: those are what fake timers replace.
+    Promise.resolve().then(endStretch)
+  }
+  if (first) return start(undefined)
+  const since = performance.now()
+  // Called later, in the async context of this call (AsyncLocalStorage sees the caller's).
+  const later = AsyncResource.bind((heldMs) => start(heldMs))
+  return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
 }
 
-function startHeld(runs, from) {
-  const to = Math.min(from + HELD_PER_TURN, runs.length)
-  for (const { run, start, resolve, reject } of runs.slice(from, to)) {
+function endStretch() {
+  inStretch = false
+  if (waiting.length > 0 && !handing) {
+    handing = true
+    timers.setImmediate(startWaiting)
+  }
+}
+
+function startWaiting() {
+  for (const { run, since, later, resolve, reject } of waiting.splice(0, HELD_PER_TURN)) {
     try {
       // Aborted meanwhile: its command is not started at all.
       if (run.aborted) throw abortError(run.reason)
-      start().then(resolve, reject)
+      // Its timeout counts from the call.
+      later(performance.now() - since).then(resolve, reject)
     } catch (error) {
       reject(error)
     }
   }
-  if (to < runs.length) setImmediate(startHeld, runs, to)
+  handing = waiting.length > 0
+  if (handing) timers.setImmediate(startWaiting)
 }
 
 function validateJobPath(jobPath) {

@@ -37,6 +37,8 @@ pub struct RunExtras {
     pub sink: Option<Arc<dyn OutputSink>>,
     pub cancel: CancellationToken,
     pub group: Arc<process::Group>,
+    /// When the run was asked for, if it was held back: its timeout counts from then.
+    pub asked: Option<Instant>,
 }
 
 impl Runtime {
@@ -49,7 +51,8 @@ impl Runtime {
     ) -> Result<Outcome, Error> {
         let cancel = &extras.cancel;
         // The timeout covers the whole run; the command gets what is left of it.
-        let deadline = controls.timeout.and_then(|t| Instant::now().checked_add(t));
+        let asked = extras.asked.unwrap_or_else(Instant::now);
+        let deadline = controls.timeout.and_then(|t| asked.checked_add(t));
         let downloading = AtomicBool::new(false);
         let prepare = async {
             let plan = source::load(&self.fetch, &source, move |bytes, name| {

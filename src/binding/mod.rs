@@ -5,7 +5,7 @@ mod types;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::Env;
@@ -152,6 +152,7 @@ impl WorkerRuntime {
             }),
             cancel: CancellationToken::new(),
             group: Arc::default(),
+            asked: (options.held_ms.and_then(millis)).and_then(|d| Instant::now().checked_sub(d)),
         };
         let registered = self
             .runs

@@ -78,6 +78,9 @@ pub struct RunOptions<'a> {
     /// Set by the JavaScript entry: `process.cwd()` when `run` was called.
     #[napi(skip_typescript)]
     pub cwd: Option<String>,
+    /// Set by the JavaScript entry: milliseconds the run was held back after `run` was called.
+    #[napi(skip_typescript)]
+    pub held_ms: Option<f64>,
     /// Aborting it kills the run's process group (or stops its spec fetch or storage call) and
     /// rejects the run with an `AbortError` (`code: 'ABORT_ERR'`, `cause`: the signal's reason).
     #[napi(ts_type = "AbortSignal")]
