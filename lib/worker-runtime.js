@@ -144,7 +144,6 @@ function makeRuntime(native) {
           return chunkId === undefined ? native.merge(jobPath, options) : native.run(jobPath, chunkId, options)
         })
         if (handle != null) {
-          const native = this.#native
           runSignals.set(handle, { native, runId, send: (number, graceMs) => native.signal(runId, number, graceMs) })
         }
       } catch (error) {
