@@ -10,8 +10,10 @@ const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
 const { getSystemErrorMap, inspect, types } = require('node:util')
 const { AsyncResource } = require('node:async_hooks')
-// Its own reference: fake timers replace the global `setImmediate`, not this module's.
+// Own references: fake timers replace the global `setImmediate` and `performance.now`.
 const timers = require('node:timers')
+const { performance } = require('node:perf_hooks')
+const now = performance.now.bind(performance)
 
 const v = require('./validate.js')
 
@@ -185,7 +187,7 @@ function startSoon(run, start) {
     Promise.resolve().then(endStretch)
   }
   if (first) return start(undefined)
-  const since = performance.now()
+  const since = now()
   // Called later, in the async context of this call (AsyncLocalStorage sees the caller's).
   const later = AsyncResource.bind((heldMs) => start(heldMs))
   return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
@@ -205,7 +207,7 @@ function startWaiting() {
       // Aborted meanwhile: its command is not started at all.
       if (run.aborted) throw abortError(run.reason)
       // Its timeout counts from the call.
-      later(performance.now() - since).then(resolve, reject)
+      later(now() - since).then(resolve, reject)
     } catch (error) {
       reject(error)
     }
