@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AsyncLocalStorage } from 'node:async_hooks'
@@ -318,6 +319,20 @@ describe('runs started together, in one synchronous stretch', () => {
     const [first, held] = await Promise.all(runs)
     expect(first).toMatchObject({ exitCode: 0 })
     expect(held).toMatchObject({ timedOut: true, signal: 'SIGTERM' })
+  })
+
+  it('a Promise.prototype.then that throws once cannot leave the stretch open: later runs still settle', () => {
+    const { path } = setup('echo ok')
+    const script = `
+      const { WorkerRuntime } = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+      const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(tempDir())} })
+      const then = Promise.prototype.then
+      Promise.prototype.then = function () { Promise.prototype.then = then; throw new Error('then boom') }
+      runtime.run(${JSON.stringify(path)}, 0).catch((e) => console.log('first:', e.message))
+      setTimeout(() => runtime.run(${JSON.stringify(path)}, 0).then((r) => console.log('later:', r.stdout.trim())), 50)
+    `
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(r.stdout).toContain('later: ok')
   })
 
   it('one aborted before the stretch ends never starts its command; the others run', async () => {

@@ -14,6 +14,8 @@ const { AsyncResource } = require('node:async_hooks')
 const timers = require('node:timers')
 const { performance } = require('node:perf_hooks')
 const now = performance.now.bind(performance)
+const promiseThen = Promise.prototype.then
+const resolved = Promise.resolve()
 
 const v = require('./validate.js')
 
@@ -182,9 +184,10 @@ let handing = false
 function startSoon(run, start) {
   const first = !inStretch && waiting.length === 0
   if (!inStretch) {
+    // A promise job, not `queueMicrotask` or a timer: those are what fake timers replace. Set
+    // only once it is queued: a stretch that never ends would hold every later run forever.
+    promiseThen.call(resolved, endStretch)
     inStretch = true
-    // A promise job, not `queueMicrotask` or a timer: those are what fake timers replace.
-    Promise.resolve().then(endStretch)
   }
   if (first) return start(undefined)
   const since = now()
