@@ -6,8 +6,10 @@ import { join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 const src = resolve(__dirname, '..', 'src')
-const CORE_BUDGET = 2800
-const BINDING_BUDGET = 600
+// 2,800 and 600 until `binding/environ.rs` (the main thread's process.env read under Node's own
+// lock) made a run of `true` 7 % faster, for 65 lines.
+const CORE_BUDGET = 2870
+const BINDING_BUDGET = 620
 
 function rustFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -5,6 +5,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 
 import { WorkerRuntime, type RunOptions } from '../index.js'
+import { WorkerRuntime as NativeRuntime } from '../binding.js'
 import { alive, cleanup, closeServers, eventually, existsSync, serve, sleep, specOf, tempDir, warningsDuring, writeSpec } from './helpers'
 
 afterAll(async () => {
@@ -204,6 +205,30 @@ describe('env and resource use', () => {
     const result = await runtime.run(path, 0, { env: { HWR_ADDED: 'added', HOME: null } })
     expect(result.stdout).toBe('inherited:added:\n')
     delete process.env.HWR_INHERITED
+  })
+
+  it("the main thread's process.env is read natively, under Node's own lock: each change between runs reaches the command", async () => {
+    const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime)
+    // Node's lock was found and is a plain mutex: the fast path is the one taken here.
+    expect((NativeRuntime as unknown as { readsEnvironment(): boolean }).readsEnvironment()).toBe(glibc && process.arch.endsWith('64'))
+    const { path, runtime } = setup('sh -c "echo ${HWR_N-unset}:${HWR_M-unset}"')
+    const seen: string[] = []
+    const steps = [() => (process.env.HWR_N = '1'), () => (process.env.HWR_M = 'm'), () => delete process.env.HWR_N, () => (process.env.HWR_M = 'two words')]
+    for (const step of steps) {
+      step()
+      seen.push((await runtime.run(path, 0)).stdout.trim())
+    }
+    delete process.env.HWR_M
+    expect(seen).toEqual(['1:unset', '1:m', 'unset:m', 'unset:two words'])
+    // An object put in place of process.env is what the command gets, as Node's spawn passes it.
+    const saved = process.env
+    process.env = { PATH: saved.PATH, HWR_N: 'own' }
+    try {
+      expect((await runtime.run(path, 0)).stdout).toBe('own:unset\n')
+    } finally {
+      process.env = saved
+    }
+    expect((await runtime.run(path, 0)).stdout).toBe('unset:unset\n')
   })
 
   it("a runtime's defaults hold for every run, and a run's own options are laid over them", async () => {

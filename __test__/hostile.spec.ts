@@ -57,8 +57,11 @@ describe('crashes', () => {
     expect(r.code).toBe(0)
   })
 
-  it('1. a worker thread sharing the environment (SHARE_ENV) and writing it while runs start: Node survives', () => {
+  it('1. a worker thread sharing the environment (SHARE_ENV) and adding, changing and deleting variables while runs start: Node survives', () => {
     const dir = tempDir()
+    // Runs started one at a time read the environment natively (under Node's lock), the
+    // others in a batch through process.env: both while the worker grows and shrinks it.
+    writeSpec(dir, specOf('sh -c "echo $HWR_MAIN"'))
     const r = nodeScript(
       dir,
       `const { Worker, SHARE_ENV, isMainThread } = require('node:worker_threads')
@@ -67,12 +70,18 @@ describe('crashes', () => {
          const runtime = new WorkerRuntime({ workspaceDir: '.' })
          new Worker(__filename, { env: SHARE_ENV })
          let runs = 0
+         let wrong = 0
          const started = Date.now()
-         const batch = () => {
-           if (Date.now() - started > 3000) { console.log('OK ' + (runs >= 200)); process.exit(0) }
+         const batch = async () => {
+           if (Date.now() - started > 3000) { console.log('OK ' + (runs >= 200) + ' ' + wrong); process.exit(0) }
            const all = []
            for (let i = 0; i < 200; i++, runs++) all.push(runtime.run('missing.json', 0).catch(() => {}))
-           Promise.all(all).then(() => setImmediate(batch))
+           await Promise.all(all)
+           for (let i = 0; i < 20; i++, runs++) {
+             process.env.HWR_MAIN = 'main-' + i
+             if ((await runtime.run('job.json', 0)).stdout !== 'main-' + i + '\\n') wrong++
+           }
+           setImmediate(batch)
          }
          batch()
        } else {
@@ -83,7 +92,7 @@ describe('crashes', () => {
        }`,
     )
     expect(r.signal).toBe(null)
-    expect(r.stdout.trim()).toBe('OK true')
+    expect(r.stdout.trim()).toBe('OK true 0')
   })
 
   it.each([

@@ -10,6 +10,7 @@ const { constants } = require('node:os')
 const { MAX_STRING_LENGTH } = require('node:buffer').constants
 const { getSystemErrorMap, inspect, types } = require('node:util')
 const { AsyncResource } = require('node:async_hooks')
+const { isMainThread } = require('node:worker_threads')
 // Own references: fake timers replace the global `setImmediate` and `performance.now`.
 const timers = require('node:timers')
 const { performance } = require('node:perf_hooks')
@@ -24,6 +25,9 @@ const MAX_MS = 2 ** 31 - 1
 const SIGNALS = constants.signals
 
 function makeRuntime(native) {
+  // The main thread's own `process.env` is this process's environment, which the native side
+  // reads faster, under Node's lock on it, when it can (`environ.rs`).
+  nativeEnv = isMainThread && native.WorkerRuntime.readsEnvironment?.() === true ? process.env : undefined
   class WorkerRuntime {
     #native
     #defaults
@@ -111,7 +115,7 @@ function makeRuntime(native) {
         ...given?.native,
         // The runtime's defaults are laid over here, once: the native side sees a run's options only.
         env: defaults.env && given?.env ? Object.assign(Object.create(null), defaults.env, given.env) : (given?.env ?? defaults.env),
-        inheritedEnv: inheritedEnvironment(),
+        inheritedEnv: undefined,
         cwd: process.cwd(),
         onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines),
         onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines),
@@ -143,8 +147,9 @@ function makeRuntime(native) {
         // A signal may have fired while its listener was being added.
         if (run.aborted) throw abortError(run.reason)
         const native = this.#native
-        running = startSoon(run, (heldMs) => {
+        running = startSoon(run, (heldMs, inheritedEnv) => {
           options.heldMs = heldMs
+          options.inheritedEnv = inheritedEnv
           return chunkId === undefined ? native.merge(jobPath, options) : native.run(jobPath, chunkId, options)
         })
         if (handle != null) {
@@ -176,11 +181,13 @@ function makeRuntime(native) {
  * handing them over hold up the stretch or the loop (100 runs started at once). */
 const waiting = []
 const HELD_PER_TURN = 16
+/** `process.env` when it is the one the native side reads itself (see `makeRuntime`). */
+let nativeEnv
 let inStretch = false
 let handing = false
 
-/** `start(heldMs)` now when it is the stretch's first run and none waits, else later; either
- * way it has taken everything it needs from JavaScript (environment, cwd, options) already. */
+/** `start(heldMs, inheritedEnv)` now when it is the stretch's first run and none waits, else
+ * later; either way with everything from JavaScript (environment, cwd, options) as at the call. */
 function startSoon(run, start) {
   const first = !inStretch && waiting.length === 0
   if (!inStretch) {
@@ -189,10 +196,11 @@ function startSoon(run, start) {
     promiseThen.call(resolved, endStretch)
     inStretch = true
   }
-  if (first) return start(undefined)
+  if (first) return start(undefined, nativeEnv !== undefined && process.env === nativeEnv ? undefined : inheritedEnvironment())
   const since = now()
+  const env = inheritedEnvironment()
   // Called later, in the async context of this call (AsyncLocalStorage sees the caller's).
-  const later = AsyncResource.bind((heldMs) => start(heldMs))
+  const later = AsyncResource.bind((heldMs) => start(heldMs, env))
   return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
 }
 
@@ -360,10 +368,10 @@ function environmentOverlay(env, name) {
 }
 
 /** The environment a command inherits: `process.env` as it is when `run` is called, read here,
- * through Node's own accessors. Those hold Node's lock on the process environment, which a
- * worker started with `SHARE_ENV` also takes to write it; reading it from native code would
- * race with such a write, and crash. A worker thread's own copy, or an object put in place of
- * `process.env`, is what Node's `spawn` would pass on too. */
+ * through Node's own accessors, when the native side cannot read it at the call itself: in a
+ * worker thread (its own copy), for an object put in place of `process.env` (what Node's
+ * `spawn` would pass on too), for a run held back, or without Node's lock (`environ.rs`),
+ * which a worker started with `SHARE_ENV` takes to write it: an unlocked read could crash. */
 function inheritedEnvironment() {
   // One string of `KEY=value\0` pairs: a single value to hand over instead of an object whose
   // every property the native side would read one call at a time.

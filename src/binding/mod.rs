@@ -1,4 +1,5 @@
 mod bridge;
+mod environ;
 mod errors;
 mod types;
 
@@ -89,6 +90,12 @@ impl WorkerRuntime {
         self.start(env, job_path, Target::Merge, options)
     }
 
+    /// Whether `run` reads `process.env` itself when the entry passes none (see `environ`).
+    #[napi(skip_typescript)]
+    pub fn reads_environment() -> bool {
+        environ::readable()
+    }
+
     #[napi(skip_typescript)]
     pub fn cancel(&self, run_id: u32) {
         self.runs.cancel(self.key(run_id));
@@ -132,10 +139,12 @@ impl WorkerRuntime {
                 .max_buffer
                 .map_or(defaults.max_buffer, |b| b as usize),
             // Taken now, on the JavaScript thread (see `runtime::environment`).
-            env: Some(runtime::environment(
-                options.inherited_env.as_deref(),
-                options.env.iter().flatten(),
-            )),
+            env: Some(environ::locked(|| {
+                runtime::environment(
+                    options.inherited_env.as_deref(),
+                    options.env.iter().flatten(),
+                )
+            })),
         };
         let streams = [options.on_stdout, options.on_stderr].map(|f| f.map(Arc::new));
         let run_id = options.run_id;
