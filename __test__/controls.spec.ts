@@ -210,7 +210,12 @@ describe('env and resource use', () => {
   it("the main thread's process.env is read natively, under Node's own lock: each change between runs reaches the command", async () => {
     const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime)
     // Node's lock was found and is a plain mutex: the fast path is the one taken here.
-    expect((NativeRuntime as unknown as { readsEnvironment(): boolean }).readsEnvironment()).toBe(glibc && process.arch.endsWith('64'))
+    const native = NativeRuntime as unknown as { readsEnvironment(): boolean; environmentPairs(): string }
+    expect(native.readsEnvironment()).toBe(glibc && process.arch.endsWith('64'))
+    // What a run held back takes at its call, read the same way.
+    process.env.HWR_PAIRS = 'p q'
+    expect(native.environmentPairs().split('\0')).toContain('HWR_PAIRS=p q')
+    delete process.env.HWR_PAIRS
     const { path, runtime } = setup('sh -c "echo ${HWR_N-unset}:${HWR_M-unset}"')
     const seen: string[] = []
     const steps = [() => (process.env.HWR_N = '1'), () => (process.env.HWR_M = 'm'), () => delete process.env.HWR_N, () => (process.env.HWR_M = 'two words')]

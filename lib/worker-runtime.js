@@ -28,6 +28,7 @@ function makeRuntime(native) {
   // The main thread's own `process.env` is this process's environment, which the native side
   // reads faster, under Node's lock on it, when it can (`environ.rs`).
   nativeEnv = isMainThread && native.WorkerRuntime.readsEnvironment?.() === true ? process.env : undefined
+  nativeEnvPairs = () => native.WorkerRuntime.environmentPairs()
   class WorkerRuntime {
     #native
     #defaults
@@ -181,8 +182,10 @@ function makeRuntime(native) {
  * handing them over hold up the stretch or the loop (100 runs started at once). */
 const waiting = []
 const HELD_PER_TURN = 16
-/** `process.env` when it is the one the native side reads itself (see `makeRuntime`). */
+/** `process.env` when it is the one the native side reads itself (see `makeRuntime`), and its
+ * reader for a run held back. */
 let nativeEnv
+let nativeEnvPairs
 let inStretch = false
 let handing = false
 
@@ -196,9 +199,10 @@ function startSoon(run, start) {
     promiseThen.call(resolved, endStretch)
     inStretch = true
   }
-  if (first) return start(undefined, nativeEnv !== undefined && process.env === nativeEnv ? undefined : inheritedEnvironment())
+  const native = nativeEnv !== undefined && process.env === nativeEnv
+  if (first) return start(undefined, native ? undefined : inheritedEnvironment())
   const since = now()
-  const env = inheritedEnvironment()
+  const env = native ? nativeEnvPairs() : inheritedEnvironment()
   // Called later, in the async context of this call (AsyncLocalStorage sees the caller's).
   const later = AsyncResource.bind((heldMs) => start(heldMs, env))
   return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
