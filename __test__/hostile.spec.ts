@@ -381,6 +381,58 @@ describe('bounds and leaks', () => {
 })
 
 describe('wrong values and messages', () => {
+  it('an object put in place of process.env before the package loads is what every run gets, as with spawn', () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('sh -c "echo copy=$HWR_ONLY_IN_COPY home=${HOME-unset}"'))
+    const r = nodeScript(
+      dir,
+      `process.env = { ...process.env, HWR_ONLY_IN_COPY: 'copy' }
+       delete process.env.HOME
+       const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       const runtime = new WorkerRuntime({ workspaceDir: '.' })
+       const spawned = require('node:child_process').execFileSync('sh', ['-c', 'echo copy=$HWR_ONLY_IN_COPY home=\${HOME-unset}'], { encoding: 'utf8' })
+       Promise.all([runtime.run('job.json', 0), runtime.run('job.json', 0)]).then(([first, held]) => console.log(JSON.stringify([first.stdout, held.stdout, spawned])))`,
+    )
+    expect(JSON.parse(r.stdout)).toEqual(Array(3).fill('copy=copy home=unset\n'))
+  })
+
+  it.skipIf(process.platform !== 'linux' || spawnSync('cc', ['--version']).status !== 0)(
+    'an environment with a name twice and bytes that are not UTF-8 reaches the command as process.env shows it, as with spawn',
+    () => {
+      const dir = tempDir()
+      writeSpec(dir, specOf('sh -c "printf %s $DUP:$BIN | od -An -tx1"'))
+      writeFileSync(
+        join(dir, 'script.cjs'),
+        `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+         const runtime = new WorkerRuntime({ workspaceDir: '.' })
+         const spawned = require('node:child_process').execFileSync('sh', ['-c', 'printf %s $DUP:$BIN | od -An -tx1'], { encoding: 'utf8' })
+         const twice = async () => (await Promise.all([runtime.run('job.json', 0), runtime.run('job.json', 0)])).map((r) => r.stdout)
+         twice().then(async (before) => {
+           process.env.DUP = 'set'
+           console.log(JSON.stringify({ process: process.env.DUP, before, spawned, after: await twice() }))
+         })`,
+      )
+      // A launcher can hand a process the same name twice, and any bytes: execve takes them as they are.
+      writeFileSync(
+        join(dir, 'launch.c'),
+        `#include <unistd.h>
+         int main(void) {
+           char *argv[] = { "node", "script.cjs", 0 };
+           char *envp[] = { "DUP=one", "DUP=two", "BIN=a\\xff" "b", "PATH=/usr/bin:/bin", 0 };
+           execve(${JSON.stringify(process.execPath)}, argv, envp);
+           return 127;
+         }`,
+      )
+      execFileSync('cc', ['-o', join(dir, 'launch'), join(dir, 'launch.c')])
+      const out = JSON.parse(execFileSync(join(dir, 'launch'), { cwd: dir, encoding: 'utf8' }))
+      // `getenv` and process.env take a name's first entry; Node decodes the bytes as UTF-8.
+      const shown = (text: string) => ` ${[...Buffer.from(text)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}\n`
+      expect(out.spawned).toBe(shown('one:a\ufffdb'))
+      expect(out.before).toEqual([out.spawned, out.spawned])
+      expect(out.after).toEqual(Array(2).fill(shown('set:a\ufffdb')))
+    },
+  )
+
   it.each<[string, RunOptions]>([
     ['timeout 1e300', { timeout: 1e300 }],
     ['timeout 1e22', { timeout: 1e22 }],

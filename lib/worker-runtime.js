@@ -27,8 +27,8 @@ const SIGNALS = constants.signals
 function makeRuntime(native) {
   // The main thread's own `process.env` is this process's environment, which the native side
   // reads faster, under Node's lock on it, when it can (`environ.rs`).
-  nativeEnv = isMainThread && native.WorkerRuntime.readsEnvironment?.() === true ? process.env : undefined
   nativeEnvPairs = () => native.WorkerRuntime.environmentPairs()
+  nativeEnv = isMainThread && native.WorkerRuntime.readsEnvironment?.() === true && writesEnvironment() ? process.env : undefined
   class WorkerRuntime {
     #native
     #defaults
@@ -369,6 +369,26 @@ function environmentOverlay(env, name) {
     overlay[key] = text
   }
   return overlay
+}
+
+/** Whether `process.env` is this process's environment, not an object put in its place before
+ * this package was loaded (as a test runner's sandbox does): a variable set through it is seen
+ * natively. */
+function writesEnvironment() {
+  const env = process.env
+  const name = `HELIOS_WORKER_RUNTIME_PROBE_${process.pid}`
+  try {
+    env[name] = '1'
+    return nativeEnvPairs().split('\0').includes(`${name}=1`)
+  } catch {
+    return false
+  } finally {
+    try {
+      delete env[name]
+    } catch {
+      // Not the process's environment either way.
+    }
+  }
 }
 
 /** The environment a command inherits: `process.env` as it is when `run` is called, read here,

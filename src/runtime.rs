@@ -257,7 +257,7 @@ where
     .map_err(|e| Error::Internal(format!("the asset download task failed: {e}")))?
 }
 
-/// JavaScript thread only: reading this process's environment while Node writes it can crash.
+/// JavaScript thread only, under Node's lock (`binding::environ`) when `inherited` is `None`.
 pub fn environment<'a>(
     inherited: Option<&str>,
     overlays: impl Iterator<Item = (&'a String, &'a Option<String>)>,
@@ -268,7 +268,13 @@ pub fn environment<'a>(
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
-        None => std::env::vars_os().collect(),
+        // As `process.env` shows it: a name's first entry (as `getenv`), text decoded as Node does.
+        None => {
+            let text = |s: OsString| s.to_string_lossy().into_owned().into();
+            let mut seen = std::collections::HashSet::new();
+            let firsts = std::env::vars_os().filter(|(k, _)| seen.insert(k.clone()));
+            firsts.map(|(k, v)| (text(k), text(v))).collect()
+        }
     };
     for (key, value) in overlays {
         env.retain(|(k, _)| k != key.as_str());

@@ -13,21 +13,21 @@ static NODE_ENV_LOCK: OnceLock<Option<(usize, UvMutexFn, UvMutexFn)>> = OnceLock
 
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 fn find() -> Option<(usize, UvMutexFn, UvMutexFn)> {
-    // SAFETY: dlsym only looks a NUL-terminated name up.
-    let symbol = |name: &std::ffi::CStr| unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    let mutex = symbol(c"_ZN4node11per_process13env_var_mutexE");
-    let (lock, unlock) = (symbol(c"uv_mutex_lock"), symbol(c"uv_mutex_unlock"));
+    let symbol = |name: &std::ffi::CStr| {
+        // SAFETY: dlsym only looks a NUL-terminated name up.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!found.is_null()).then_some(found)
+    };
+    let mutex = symbol(c"_ZN4node11per_process13env_var_mutexE")?;
+    let (lock, unlock) = (symbol(c"uv_mutex_lock")?, symbol(c"uv_mutex_unlock")?);
     // SAFETY: Dl_info is plain data for dladdr1 to fill in; flag 1 (RTLD_DL_SYMENT) points
     // `entry` at the symbol's ELF entry, which is read only when it did.
     let size = unsafe {
         let (mut info, mut entry) = (std::mem::zeroed(), std::ptr::null_mut());
-        let found = !mutex.is_null() && libc::dladdr1(mutex, &mut info, &mut entry, 1) != 0;
+        let found = libc::dladdr1(mutex, &mut info, &mut entry, 1) != 0;
         (found && !entry.is_null()).then(|| (*entry.cast::<libc::Elf64_Sym>()).st_size)
     };
-    if size != Some(size_of::<libc::pthread_mutex_t>() as u64) || lock.is_null() || unlock.is_null()
-    {
-        return None;
-    }
+    (size == Some(size_of::<libc::pthread_mutex_t>() as u64)).then_some(())?;
     // SAFETY: both are libuv's `void (uv_mutex_t*)`, exported by the Node that loaded this.
     let as_fn = |f| unsafe { std::mem::transmute::<*mut c_void, UvMutexFn>(f) };
     Some((mutex as usize, as_fn(lock), as_fn(unlock)))

@@ -4,7 +4,6 @@ mod errors;
 mod types;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -100,11 +99,10 @@ impl WorkerRuntime {
     /// The environment as `run` reads it, as `KEY=value\0` pairs, for a run handed over later.
     #[napi(skip_typescript)]
     pub fn environment_pairs() -> String {
-        let env = environ::locked(|| std::env::vars_os().collect::<Vec<_>>());
-        let pair = |(k, v): (OsString, OsString)| {
-            format!("{}={}\0", k.to_string_lossy(), v.to_string_lossy())
-        };
-        env.into_iter().map(pair).collect()
+        let env = environ::locked(|| runtime::environment(None, std::iter::empty()));
+        (env.iter())
+            .map(|(k, v)| format!("{}={}\0", k.display(), v.display()))
+            .collect()
     }
 
     #[napi(skip_typescript)]
