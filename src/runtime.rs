@@ -270,10 +270,12 @@ pub fn environment<'a>(
             .collect(),
         // As `process.env` shows it: a name's first entry (as `getenv`), text decoded as Node does.
         None => {
-            let text = |s: OsString| s.to_string_lossy().into_owned().into();
+            let text = |s: OsString| s.into_string().unwrap_or_else(|s| s.display().to_string());
             let mut seen = std::collections::HashSet::new();
             let firsts = std::env::vars_os().filter(|(k, _)| seen.insert(k.clone()));
-            firsts.map(|(k, v)| (text(k), text(v))).collect()
+            firsts
+                .map(|(k, v)| (text(k).into(), text(v).into()))
+                .collect()
         }
     };
     for (key, value) in overlays {
