@@ -122,18 +122,24 @@ function report(name, nativeValue, plainValue, ratio, target, met, note = '') {
   console.error(`  ${name}: native ${nativeValue}, plain ${plainValue}${ratio == null ? '' : `, ratio ${ratio.toFixed(2)}`} — ${met ? 'met' : 'MISSED'} (${target})`)
 }
 
-/** Interleave native and plain for `rounds` rounds of `batch` runs each. */
+/** Interleave native and plain for `rounds` rounds of `batch` runs each, which side goes first
+ * alternating. Short batches: this host's speed changes over seconds, and a long batch could
+ * fall into a slow stretch on one side only. */
 async function interleaved(rounds, batch, runNative, runPlain) {
   const n = []
   const p = []
   // Collect each side's garbage before the other side runs, so that neither pays for the
   // other's (V8's concurrent GC threads would otherwise compete for the same cores).
   const settle = () => globalThis.gc?.()
+  const sides = [
+    [n, runNative],
+    [p, runPlain],
+  ]
   for (let r = 0; r < rounds; r++) {
-    settle()
-    n.push(...(await timeEach(batch, runNative)))
-    settle()
-    p.push(...(await timeEach(batch, runPlain)))
+    for (const [times, run] of r % 2 ? [...sides].reverse() : sides) {
+      settle()
+      times.push(...(await timeEach(batch, run)))
+    }
   }
   return { native: median(n), plain: median(p) }
 }
@@ -151,7 +157,7 @@ for (const [name, what, jobPath, chunk, target] of specCases) {
   if (!want(name.split(' ')[0]) || !jobPath) continue
   const big = chunk > 0
   assert.deepEqual(normalise(await native.run(jobPath, chunk)), normalise(await plain.run(jobPath, chunk)))
-  const [rounds, batch] = big ? [size(5, 2), size(4, 2)] : [size(6, 3), size(300, 60)]
+  const [rounds, batch] = big ? [size(10, 2), size(2, 2)] : [size(30, 6), size(60, 30)]
   for (const [pattern, n, p] of [
     ['reused', () => native.run(jobPath, chunk), () => plain.run(jobPath, chunk)],
     [
