@@ -225,11 +225,14 @@ describe('env and resource use', () => {
     }
     delete process.env.HWR_M
     expect(seen).toEqual(['1:unset', '1:m', 'unset:m', 'unset:two words'])
-    // An object put in place of process.env is what the command gets, as Node's spawn passes it.
+    // An object put in place of process.env is what the command gets, as Node's spawn passes
+    // it: inherited keys too, `null` as "null".
     const saved = process.env
-    process.env = { PATH: saved.PATH, HWR_N: 'own' }
+    process.env = Object.assign(Object.create({ HWR_M: 'inherited' }), { PATH: saved.PATH, HWR_N: null })
     try {
-      expect((await runtime.run(path, 0)).stdout).toBe('own:unset\n')
+      const spawned = spawnSync('sh', ['-c', 'echo ${HWR_N-unset}:${HWR_M-unset}'], { encoding: 'utf8' }).stdout
+      expect(spawned).toBe('null:inherited\n')
+      expect((await runtime.run(path, 0)).stdout).toBe(spawned)
     } finally {
       process.env = saved
     }

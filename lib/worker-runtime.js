@@ -199,10 +199,10 @@ function startSoon(run, start) {
     promiseThen.call(resolved, endStretch)
     inStretch = true
   }
-  const native = nativeEnv !== undefined && process.env === nativeEnv
-  if (first) return start(undefined, native ? undefined : inheritedEnvironment())
+  const readNatively = nativeEnv !== undefined && process.env === nativeEnv
+  if (first) return start(undefined, readNatively ? undefined : inheritedEnvironment())
   const since = now()
-  const env = native ? nativeEnvPairs() : inheritedEnvironment()
+  const env = readNatively ? nativeEnvPairs() : inheritedEnvironment()
   // Called later, in the async context of this call (AsyncLocalStorage sees the caller's).
   const later = AsyncResource.bind((heldMs) => start(heldMs, env))
   return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
@@ -401,9 +401,10 @@ function inheritedEnvironment() {
   // every property the native side would read one call at a time.
   const env = process.env
   let pairs = ''
-  for (const key of Object.keys(env)) {
+  // As Node's `spawn` reads it: enumerable keys, inherited ones too; `undefined` skipped.
+  for (const key in env) {
     const value = env[key]
-    if (value == null || key.includes('=') || key.includes('\0')) continue
+    if (value === undefined || key.includes('=') || key.includes('\0')) continue
     const text = String(value)
     if (!text.includes('\0')) pairs += `${key}=${text}\0`
   }
