@@ -60,7 +60,8 @@ describe('crashes', () => {
   it('1. a worker thread sharing the environment (SHARE_ENV) and adding, changing and deleting variables while runs start: Node survives', () => {
     const dir = tempDir()
     // Runs started one at a time read the environment natively (under Node's lock), the
-    // others in a batch through process.env: both while the worker grows and shrinks it.
+    // others in a batch take it natively at their call: both while the worker grows and
+    // shrinks it.
     writeSpec(dir, specOf('sh -c "echo $HWR_MAIN"'))
     const r = nodeScript(
       dir,
@@ -394,22 +395,42 @@ describe('wrong values and messages', () => {
        Promise.all([runtime.run('job.json', 0), runtime.run('job.json', 0)]).then(([first, held]) => console.log(JSON.stringify([first.stdout, held.stdout, spawned])))`,
     )
     expect(JSON.parse(r.stdout)).toEqual(Array(3).fill('copy=copy home=unset\n'))
+    // A Proxy over the real one, which writes through but hides a variable when read.
+    const hidden = nodeScript(
+      dir,
+      `const real = process.env
+       process.env.HWR_ONLY_IN_COPY = 'real'
+       process.env = new Proxy(real, {
+         get: (t, k) => (k === 'HOME' ? undefined : Reflect.get(t, k)),
+         has: (t, k) => k !== 'HOME' && Reflect.has(t, k),
+         ownKeys: (t) => Reflect.ownKeys(t).filter((k) => k !== 'HOME'),
+       })
+       const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       const runtime = new WorkerRuntime({ workspaceDir: '.' })
+       const spawned = require('node:child_process').execFileSync('sh', ['-c', 'echo copy=$HWR_ONLY_IN_COPY home=\${HOME-unset}'], { encoding: 'utf8' })
+       Promise.all([runtime.run('job.json', 0), runtime.run('job.json', 0)]).then(([first, held]) => console.log(JSON.stringify([first.stdout, held.stdout, spawned])))`,
+    )
+    expect(JSON.parse(hidden.stdout)).toEqual(Array(3).fill('copy=real home=unset\n'))
   })
 
   it.skipIf(process.platform !== 'linux' || spawnSync('cc', ['--version']).status !== 0)(
-    'an environment with a name twice and bytes that are not UTF-8 reaches the command as process.env shows it, as with spawn',
+    'an environment with a name twice, bytes that are not UTF-8 and names Node cannot look up reaches the command as process.env shows it, as with spawn',
     () => {
       const dir = tempDir()
-      writeSpec(dir, specOf('sh -c "printf %s $DUP:$BIN | od -An -tx1"'))
+      // Not through a shell, which passes on only the names it can use.
+      writeSpec(dir, specOf('sh -c "printf %s $DUP:$BIN | od -An -tx1"', 'cat /proc/self/environ'))
       writeFileSync(
         join(dir, 'script.cjs'),
         `const { WorkerRuntime } = require(${JSON.stringify(addon)})
          const runtime = new WorkerRuntime({ workspaceDir: '.' })
          const spawned = require('node:child_process').execFileSync('sh', ['-c', 'printf %s $DUP:$BIN | od -An -tx1'], { encoding: 'utf8' })
          const twice = async () => (await Promise.all([runtime.run('job.json', 0), runtime.run('job.json', 0)])).map((r) => r.stdout)
+         const sorted = (text) => text.split('\\0').filter((pair) => pair && !pair.startsWith('HELIOS_WORKER_RUNTIME')).sort()
          twice().then(async (before) => {
            process.env.DUP = 'set'
-           console.log(JSON.stringify({ process: process.env.DUP, before, spawned, after: await twice() }))
+           const listed = (await Promise.all([runtime.run('job.json', 1), runtime.run('job.json', 1)])).map((r) => sorted(r.stdout))
+           const spawnedList = sorted(require('node:child_process').execFileSync('cat', ['/proc/self/environ'], { encoding: 'utf8' }))
+           console.log(JSON.stringify({ process: process.env.DUP, before, spawned, after: await twice(), listed, spawnedList }))
          })`,
       )
       // A launcher can hand a process the same name twice, and any bytes: execve takes them as they are.
@@ -418,7 +439,8 @@ describe('wrong values and messages', () => {
         `#include <unistd.h>
          int main(void) {
            char *argv[] = { "node", "script.cjs", 0 };
-           char *envp[] = { "DUP=one", "DUP=two", "BIN=a\\xff" "b", "PATH=/usr/bin:/bin", 0 };
+           char *envp[] = { "DUP=one", "DUP=two", "BIN=a\\xff" "b", "PATH=/usr/bin:/bin", "K\\xff=v", "X\\xef\\xbf\\xbd=real",
+                            "X\\xff=bogus", "=x=1", 0 };
            execve(${JSON.stringify(process.execPath)}, argv, envp);
            return 127;
          }`,
@@ -430,6 +452,10 @@ describe('wrong values and messages', () => {
       expect(out.spawned).toBe(shown('one:a\ufffdb'))
       expect(out.before).toEqual([out.spawned, out.spawned])
       expect(out.after).toEqual(Array(2).fill(shown('set:a\ufffdb')))
+      // Names: one not UTF-8 (Node lists it decoded but cannot look it up), one that decodes to
+      // another's, one that libuv reads as empty; the whole environment, as spawn passes it.
+      expect(out.spawnedList).toEqual(['BIN=a\ufffdb', 'DUP=set', 'PATH=/usr/bin:/bin', 'X\ufffd=real'])
+      expect(out.listed).toEqual([out.spawnedList, out.spawnedList])
     },
   )
 

@@ -371,12 +371,14 @@ function environmentOverlay(env, name) {
   return overlay
 }
 
-/** Whether `process.env` is this process's environment, not an object put in its place before
- * this package was loaded (as a test runner's sandbox does): a variable set through it is seen
+/** Whether `process.env` is Node's own object for this process's environment, not one put in
+ * its place before this package was loaded (as a test runner's sandbox does): not a Proxy,
+ * which could show other variables than it writes, and a variable set through it is seen
  * natively. */
 function writesEnvironment() {
   const env = process.env
   const name = `HELIOS_WORKER_RUNTIME_PROBE_${process.pid}`
+  if (types.isProxy(env)) return false
   try {
     env[name] = '1'
     return nativeEnvPairs().split('\0').includes(`${name}=1`)
@@ -392,10 +394,10 @@ function writesEnvironment() {
 }
 
 /** The environment a command inherits: `process.env` as it is when `run` is called, read here,
- * through Node's own accessors, when the native side cannot read it at the call itself: in a
- * worker thread (its own copy), for an object put in place of `process.env` (what Node's
- * `spawn` would pass on too), for a run held back, or without Node's lock (`environ.rs`),
- * which a worker started with `SHARE_ENV` takes to write it: an unlocked read could crash. */
+ * through Node's own accessors, when the native side cannot read it itself: in a worker thread
+ * (its own copy), for an object put in place of `process.env` (what Node's `spawn` would pass
+ * on too), or without Node's lock (`environ.rs`), which a worker started with `SHARE_ENV`
+ * takes to write it: an unlocked read could crash. */
 function inheritedEnvironment() {
   // One string of `KEY=value\0` pairs: a single value to hand over instead of an object whose
   // every property the native side would read one call at a time.

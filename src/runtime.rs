@@ -268,13 +268,14 @@ pub fn environment<'a>(
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
-        // As `process.env` shows it: a name's first entry (as `getenv`), text decoded as Node does.
+        // As `process.env` shows it: a value decoded as Node does; a name's first entry (as
+        // `getenv`); no name that Node cannot look up (not UTF-8, or empty as libuv splits `=x`).
         None => {
             let text = |s: OsString| s.into_string().unwrap_or_else(|s| s.display().to_string());
             let mut seen = std::collections::HashSet::new();
-            let firsts = std::env::vars_os().filter(|(k, _)| seen.insert(k.clone()));
-            firsts
-                .map(|(k, v)| (text(k).into(), text(v).into()))
+            let named = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
+            (named.filter(|(k, _)| !k.starts_with('=') && seen.insert(k.clone())))
+                .map(|(k, v)| (k.into(), text(v).into()))
                 .collect()
         }
     };

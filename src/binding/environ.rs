@@ -1,5 +1,5 @@
 //! The main thread's `process.env` read natively, under Node's own lock on it: through Node's
-//! accessors (calls per variable, three over) it costs a run of `true` 5–10 %.
+//! accessors (an enumeration, then a query and a get per variable) it costs a run of `true` 7 %.
 
 use std::ffi::c_void;
 use std::sync::OnceLock;

@@ -90,7 +90,8 @@ impl WorkerRuntime {
         self.start(env, job_path, Target::Merge, options)
     }
 
-    /// Whether `run` reads `process.env` itself when the entry passes none (see `environ`).
+    /// Whether `run`, when the entry passes no environment, reads this process's under Node's
+    /// lock (see `environ`), as `process.env` shows it.
     #[napi(skip_typescript)]
     pub fn reads_environment() -> bool {
         environ::readable()
@@ -148,12 +149,12 @@ impl WorkerRuntime {
                 .max_buffer
                 .map_or(defaults.max_buffer, |b| b as usize),
             // Taken now, on the JavaScript thread (see `runtime::environment`).
-            env: Some(environ::locked(|| {
-                runtime::environment(
-                    options.inherited_env.as_deref(),
-                    options.env.iter().flatten(),
-                )
-            })),
+            env: Some(match options.inherited_env.as_deref() {
+                Some(pairs) => runtime::environment(Some(pairs), options.env.iter().flatten()),
+                None => {
+                    environ::locked(|| runtime::environment(None, options.env.iter().flatten()))
+                }
+            }),
         };
         let streams = [options.on_stdout, options.on_stderr].map(|f| f.map(Arc::new));
         let run_id = options.run_id;
