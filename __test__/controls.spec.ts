@@ -365,6 +365,9 @@ describe('runs started together, in one synchronous stretch', () => {
 
   it('a held run\'s timeout counts from its call, not from when it is handed over', async () => {
     const { path, runtime } = setup('sleep 0.5')
+    // A first run learns (off the thread) that the spec's directory is local; this one, held up
+    // by the stretch too, starts its command in the call only once that is known.
+    await runtime.run(path, 0, { timeout: 1000 })
     const runs = [runtime.run(path, 0, { timeout: 1000 }), runtime.run(path, 0, { timeout: 1000 })]
     // The stretch goes on for 800 ms: the held run has 200 ms left for a 500 ms command.
     const end = Date.now() + 800
@@ -372,6 +375,24 @@ describe('runs started together, in one synchronous stretch', () => {
     const [first, held] = await Promise.all(runs)
     expect(first).toMatchObject({ exitCode: 0 })
     expect(held).toMatchObject({ timedOut: true, signal: 'SIGTERM' })
+  })
+
+  it('a run alone on the event loop keeps Node alive until it settles, and Node exits once it has', () => {
+    const { path } = setup('sh -c "sleep 0.3; echo late"')
+    // Nothing else keeps this Node alive: a run that did not would exit before "late", one that
+    // kept its handle after settling would never exit (spawnSync's timeout).
+    const script = `
+      const { WorkerRuntime } = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+      const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(tempDir())} })
+      runtime.run(${JSON.stringify(path)}, 0).then((r) => {
+        console.log('first:', r.stdout.trim())
+        return runtime.run(${JSON.stringify(path)}, 0)
+      }).then((r) => console.log('second:', r.stdout.trim()))
+    `
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(r.stdout).toBe('first: late\nsecond: late\n')
+    expect(r.signal).toBeNull()
+    expect(r.status).toBe(0)
   })
 
   it('a Promise.prototype.then that throws once cannot leave the stretch open: later runs still settle', () => {

@@ -272,10 +272,14 @@ pub fn environment<'a>(
         // `getenv`); no name that Node cannot look up (not UTF-8, or empty as libuv splits `=x`).
         None => {
             let text = |s: OsString| s.into_string().unwrap_or_else(|s| s.display().to_string());
-            let mut seen = std::collections::HashSet::new();
             let named = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
-            (named.filter(|(k, _)| !k.starts_with('=') && seen.insert(k.clone())))
-                .map(|(k, v)| (k.into(), text(v).into()))
+            let named: Vec<_> = named.filter(|(k, _)| !k.starts_with('=')).collect();
+            let first: Vec<bool> = {
+                let mut seen = std::collections::HashSet::with_capacity(named.len());
+                named.iter().map(|(k, _)| seen.insert(k.as_str())).collect()
+            };
+            (named.into_iter().zip(first))
+                .filter_map(|((k, v), first)| first.then(|| (k.into(), text(v).into())))
                 .collect()
         }
     };

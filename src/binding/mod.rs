@@ -1,7 +1,11 @@
 mod bridge;
 mod environ;
 mod errors;
+#[cfg(all(unix, not(feature = "portable-process")))]
+mod local;
 mod types;
+#[cfg(all(unix, not(feature = "portable-process")))]
+mod uv;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -179,11 +183,21 @@ impl WorkerRuntime {
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
-            Ok(async { inner.run(source?, target, controls, extras).await }.await)
+            async { inner.run(source?, target, controls, extras).await }.await
         };
-        env.spawn_future_with_callback(work, |env, outcome| match outcome {
+        let settle = |env: &Env, outcome| match outcome {
             Ok(outcome) => Ok(WorkerResult::from(outcome)),
             Err(err) => Err(errors::to_napi(env, err)),
+        };
+        // One run at a time on the JavaScript thread: others started meanwhile (100 at once)
+        // go to tokio's workers, where loading, spawning and reading take none of its time.
+        #[cfg(all(unix, not(feature = "portable-process")))]
+        if let Some(local) = local::get(env).filter(|local| local.idle()) {
+            let raw = env.raw();
+            return local.spawn(env, async move { settle(&Env::from_raw(raw), work.await) });
+        }
+        env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, outcome| {
+            settle(env, outcome)
         })
     }
 

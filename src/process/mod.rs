@@ -6,6 +6,8 @@ mod sys;
 #[cfg(all(unix, not(feature = "portable-process")))]
 #[path = "unix.rs"]
 mod sys;
+#[cfg(all(unix, not(feature = "portable-process")))]
+pub mod watched;
 
 use std::ffi::OsString;
 use std::future::Future;

@@ -4,9 +4,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::net::unix::pipe::Receiver;
-
+use super::watched::Watched;
 use super::{Pipe, Signal, Usage};
 
 /// A running command and its process group (the group id is the leader's pid).
@@ -29,7 +27,7 @@ impl Child {
             exit: ExitWatch::new(pid),
             finished: false,
         };
-        let pipe = |fd: OwnedFd| io::Result::Ok(Box::new(Receiver::from_owned_fd(fd)?) as Pipe);
+        let pipe = |fd: OwnedFd| io::Result::Ok(Box::new(Watched::new(fd)?) as Pipe);
         let stdout = spawned.stdout.take().map(|p| pipe(p.into())).transpose()?;
         let stderr = spawned.stderr.take().map(|p| pipe(p.into())).transpose()?;
         Ok((child, stdout, stderr))
@@ -38,10 +36,8 @@ impl Child {
     /// Resolves once the leader has exited (it stays unreaped until `finish`). Cancel-safe.
     pub async fn exited(&mut self) {
         match &mut self.exit {
-            ExitWatch::Pidfd(fd) => {
-                // Readiness is level-triggered here: an exited process stays readable.
-                let _ = fd.readable().await.map(|mut guard| guard.retain_ready());
-            }
+            // An exited process stays readable.
+            ExitWatch::Pidfd(fd) => fd.readable().await,
             ExitWatch::Poll { pid, interval } => loop {
                 if has_exited(*pid) {
                     return;
@@ -92,7 +88,7 @@ pub fn signal_group(pgid: i32, signal: Signal) -> bool {
 
 /// Ready once a child has exited, unreaped (see `Child::finish`): a pidfd needs Linux 5.3+.
 enum ExitWatch {
-    Pidfd(AsyncFd<OwnedFd>),
+    Pidfd(Watched),
     Poll { pid: i32, interval: Duration },
 }
 
@@ -105,10 +101,7 @@ impl ExitWatch {
             if fd >= 0 {
                 // SAFETY: the descriptor was just created and is owned by nobody else.
                 let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-                // SAFETY: the AsyncFd owns the fd, so it stays open while it is registered.
-                if let Ok(fd) =
-                    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-                {
+                if let Ok(fd) = Watched::new(fd) {
                     return ExitWatch::Pidfd(fd);
                 }
             }
