@@ -584,6 +584,32 @@ describe('18. the CLI', () => {
 })
 
 describe('more hostile inputs', () => {
+  it('a global Error that throws while a failed run\'s error is built rejects the run with what it threw; later runs are unharmed', () => {
+    const dir = tempDir()
+    writeSpec(dir, specOf('echo ok'))
+    const r = nodeScript(
+      dir,
+      `const { WorkerRuntime } = require(${JSON.stringify(addon)})
+       const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(dir)} })
+       const RealError = Error
+       // Twice: the first run (its directory not yet known to be local) goes to tokio's
+       // workers, the second is polled on this thread; their promises settle on different paths.
+       async function twice() {
+         for (let i = 0; i < 2; i++) {
+           globalThis.Error = function () { throw new RealError('constructor boom') }
+           await runtime.run('job.json', 7).then(() => console.log('resolved'), (e) => console.log('rejected: ' + e.message))
+           globalThis.Error = RealError
+           await runtime.run('job.json', 0).then((r) => console.log('later: ' + r.stdout.trim()), (e) => console.log('later failed: ' + e.message))
+         }
+       }
+       twice()`,
+      30_000,
+    )
+    expect(r.stdout).toBe('rejected: constructor boom\nlater: ok\n'.repeat(2))
+    expect(r.stderr).not.toMatch(/FATAL/)
+    expect(r.code).toBe(0)
+  })
+
   it('a runtime with a storage adapter can be collected once dropped', () => {
     const dir = tempDir()
     writeSpec(dir, specOf('true'))

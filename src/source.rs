@@ -20,6 +20,13 @@ pub enum JobSource {
 }
 
 impl JobSource {
+    /// A regular file in a directory known to be local: `load` reads it at once, on the calling
+    /// thread, and no later step waits for anything that thread might be blocked on.
+    pub fn reads_at_once(&self) -> bool {
+        matches!(self, JobSource::File { path, .. } if known_dir(path) == Some(true)
+            && std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file()))
+    }
+
     /// Relative paths are resolved now, so that a later `process.chdir()` does not move the file.
     pub fn parse(input: &str, cwd: &Path) -> Result<Self, Error> {
         let Some(scheme) = url_scheme(input) else {

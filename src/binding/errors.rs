@@ -13,7 +13,23 @@ pub fn to_napi(env: &Env, err: Error) -> napi::Error {
             Err(other) => napi::Error::from_reason(other.to_string()),
         };
     }
-    build(env, &err).map_or_else(|e| e, |obj| obj.to_unknown().into())
+    build(env, &err).map_or_else(|e| thrown(env).unwrap_or(e), |obj| obj.to_unknown().into())
+}
+
+/// What user code threw while the error was built (a global `Error` replaced by one that
+/// throws), taken, so that the run rejects with it: left pending, it made the rejection fail,
+/// the promise never settled, and the next N-API call failed in its stead.
+fn thrown(env: &Env) -> Option<napi::Error> {
+    let (mut pending, mut value) = (false, std::ptr::null_mut());
+    // SAFETY: N-API calls on `env`'s thread, with out-pointers to locals; the value is used
+    // at once, in the handle scope this conversion runs in.
+    unsafe {
+        napi::sys::napi_is_exception_pending(env.raw(), &mut pending);
+        if !pending || napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut value) != 0 {
+            return None;
+        }
+        Some(Unknown::from_raw_unchecked(env.raw(), value).into())
+    }
 }
 
 fn build<'env>(env: &'env Env, err: &Error) -> Result<Object<'env>> {

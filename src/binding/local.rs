@@ -71,7 +71,8 @@ impl Wake for TaskWaker {
 }
 
 thread_local! {
-    static LOCALS: RefCell<HashMap<usize, Rc<Local>>> = RefCell::default();
+    /// By environment; `None` where setting up failed (its runs go to tokio).
+    static LOCALS: RefCell<HashMap<usize, Option<Rc<Local>>>> = RefCell::default();
     /// The Local whose reactor this thread is turning: what that wakes, the drain right after
     /// polls, with no turn of the loop in between.
     static TURNING: Cell<*const Woken> = const { Cell::new(std::ptr::null()) };
@@ -81,11 +82,11 @@ thread_local! {
 pub fn get(env: &Env) -> Option<Rc<Local>> {
     let key = env.raw() as usize;
     if let Some(local) = LOCALS.with(|l| l.borrow().get(&key).cloned()) {
-        return Some(local);
+        return local;
     }
-    let local = Rc::new(Local::new(env.raw())?);
+    let local = Local::new(env.raw()).map(Rc::new);
     LOCALS.with(|l| l.borrow_mut().insert(key, local.clone()));
-    Some(local)
+    local
 }
 
 impl Local {
@@ -109,21 +110,20 @@ impl Local {
             let arg = env as *mut c_void;
             check(sys::napi_add_async_cleanup_hook(env, hook, arg, null_mut())).ok()?;
         }
-        // SAFETY: each handle is allocated at libuv's size for its type, and freed once closed
-        // (`on_closed`) or when it never opened.
+        // SAFETY: both handles are allocated at the larger of libuv's sizes for the two types,
+        // and freed once closed (`on_closed`, `on_closed_alone`) or when never initialised.
         let handles = unsafe {
             let event_loop = event_loop.cast::<c_void>();
-            let handles = [alloc(uv, uv::ASYNC), alloc(uv, uv::POLL)];
+            let handles = [alloc(uv), alloc(uv)];
             let opened = (uv.async_init)(event_loop, handles[0], on_wake) == 0;
-            let polled = opened
-                && (uv.poll_init)(event_loop, handles[1], reactor.fd()) == 0
-                && (uv.poll_start)(handles[1], uv::READABLE, on_ready) == 0;
-            if !polled {
-                match opened {
-                    true => (uv.close)(handles[0], on_closed_alone),
-                    false => free(uv, handles[0], uv::ASYNC),
+            let polling = opened && (uv.poll_init)(event_loop, handles[1], reactor.fd()) == 0;
+            if !(polling && (uv.poll_start)(handles[1], uv::READABLE, on_ready) == 0) {
+                for (handle, initialised) in handles.into_iter().zip([opened, polling]) {
+                    match initialised {
+                        true => (uv.close)(handle, on_closed_alone),
+                        false => free(uv, handle),
+                    }
                 }
-                free(uv, handles[1], uv::POLL);
                 sys::napi_async_destroy(env, context);
                 return None;
             }
@@ -271,13 +271,28 @@ fn settle(env: sys::napi_env, deferred: sys::napi_deferred, value: Result<sys::n
     // SAFETY: on `env`'s thread with a handle scope open; `deferred` is settled once (its
     // Guarded forgets it once the settling future has run).
     unsafe {
-        match value {
+        let status = match value.map_err(|e| ToNapiValue::to_napi_value(env, e)) {
             Ok(value) => sys::napi_resolve_deferred(env, deferred, value),
-            Err(error) => match ToNapiValue::to_napi_value(env, error) {
-                Ok(error) => sys::napi_reject_deferred(env, deferred, error),
-                Err(_) => sys::napi_reject_deferred(env, deferred, null_mut()),
-            },
+            Err(Ok(error)) => sys::napi_reject_deferred(env, deferred, error),
+            Err(Err(_)) => sys::Status::napi_pending_exception,
         };
+        if status == sys::Status::napi_ok {
+            return;
+        }
+        // User code ran while the result was built (a setter on `Object.prototype`, a replaced
+        // `Error`) and threw: the promise rejects with that, and the exception is not left
+        // pending for whatever N-API call comes next.
+        let (mut pending, mut error) = (false, null_mut());
+        sys::napi_is_exception_pending(env, &mut pending);
+        if pending {
+            sys::napi_get_and_clear_last_exception(env, &mut error);
+        } else {
+            let mut text = null_mut();
+            let reason = c"the run's result could not be handed to JavaScript";
+            sys::napi_create_string_utf8(env, reason.as_ptr(), usize::MAX as isize, &mut text);
+            sys::napi_create_error(env, null_mut(), text, &mut error);
+        }
+        sys::napi_reject_deferred(env, deferred, error);
     }
 }
 
@@ -288,24 +303,25 @@ fn check(status: sys::napi_status) -> Result<()> {
     }
 }
 
-fn layout(uv: &Uv, kind: i32) -> Layout {
+/// One size for both handle types: a handle is freed without knowing which it is.
+fn layout(uv: &Uv) -> Layout {
     // SAFETY: uv_handle_size takes a handle type and returns a size.
-    let size = unsafe { (uv.handle_size)(kind) };
+    let size = unsafe { (uv.handle_size)(uv::ASYNC).max((uv.handle_size)(uv::POLL)) };
     Layout::from_size_align(size.max(64), 16).expect("libuv handle sizes are small")
 }
 
-unsafe fn alloc(uv: &Uv, kind: i32) -> *mut uv::Handle {
-    // SAFETY: a non-zero size; the caller frees it with `free` and the same kind.
-    let handle = unsafe { std::alloc::alloc_zeroed(layout(uv, kind)) };
+unsafe fn alloc(uv: &Uv) -> *mut uv::Handle {
+    // SAFETY: a non-zero size; the caller frees it with `free`.
+    let handle = unsafe { std::alloc::alloc_zeroed(layout(uv)) };
     if handle.is_null() {
-        std::alloc::handle_alloc_error(layout(uv, kind));
+        std::alloc::handle_alloc_error(layout(uv));
     }
     handle.cast()
 }
 
-unsafe fn free(uv: &Uv, handle: *mut uv::Handle, kind: i32) {
-    // SAFETY: allocated by `alloc` with the same kind, and no longer known to libuv.
-    unsafe { std::alloc::dealloc(handle.cast(), layout(uv, kind)) }
+unsafe fn free(uv: &Uv, handle: *mut uv::Handle) {
+    // SAFETY: allocated by `alloc`, and no longer known to libuv.
+    unsafe { std::alloc::dealloc(handle.cast(), layout(uv)) }
 }
 
 /// The `Local` a handle belongs to: its `data`, the first field of every libuv handle, holds
@@ -313,7 +329,7 @@ unsafe fn free(uv: &Uv, handle: *mut uv::Handle, kind: i32) {
 fn local_of(handle: *mut uv::Handle) -> Option<Rc<Local>> {
     // SAFETY: libuv passes back a handle set up in `Local::new`, `data` set there.
     let env = unsafe { *handle.cast::<usize>() };
-    LOCALS.with(|l| l.borrow().get(&env).cloned())
+    LOCALS.with(|l| l.borrow().get(&env).cloned().flatten())
 }
 
 unsafe extern "C" fn on_wake(handle: *mut uv::Handle) {
@@ -334,7 +350,7 @@ unsafe extern "C" fn on_ready(handle: *mut uv::Handle, _status: i32, _events: i3
 unsafe extern "C" fn on_closed_alone(handle: *mut uv::Handle) {
     if let Some(uv) = uv::get() {
         // SAFETY: closed, so libuv is done with it.
-        unsafe { free(uv, handle, uv::ASYNC) };
+        unsafe { free(uv, handle) };
     }
 }
 
@@ -348,7 +364,10 @@ struct Closing {
 /// The environment is going away (a worker ending, Node exiting): its unfinished runs are
 /// dropped, which kills their commands, then the handles close and Node may go on.
 unsafe extern "C" fn teardown(hook: sys::napi_async_cleanup_hook_handle, env: *mut c_void) {
-    let Some(local) = LOCALS.with(|l| l.borrow_mut().remove(&(env as usize))) else {
+    let Some(local) = LOCALS
+        .with(|l| l.borrow_mut().remove(&(env as usize)))
+        .flatten()
+    else {
         // SAFETY: the hook Node handed to this call.
         unsafe { sys::napi_remove_async_cleanup_hook(hook) };
         return;
@@ -378,12 +397,8 @@ unsafe extern "C" fn teardown(hook: sys::napi_async_cleanup_hook_handle, env: *m
 unsafe extern "C" fn on_closed(handle: *mut uv::Handle) {
     // SAFETY: `teardown` set `data` to the Closing, freed below once, by the last handle.
     let closing = unsafe { &mut **handle.cast::<*mut Closing>() };
-    let kind = match handle == closing.local.handles[0] {
-        true => uv::ASYNC,
-        false => uv::POLL,
-    };
     // SAFETY: closed, so libuv is done with it.
-    unsafe { free(closing.local.uv, handle, kind) };
+    unsafe { free(closing.local.uv, handle) };
     closing.left -= 1;
     if closing.left == 0 {
         // SAFETY: the last handle: nothing refers to the Closing any more.

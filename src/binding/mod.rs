@@ -180,6 +180,13 @@ impl WorkerRuntime {
         let registered = self
             .runs
             .register(self.key(run_id), &extras.cancel, &extras.group);
+        // One run at a time on the JavaScript thread: others started meanwhile (100 at once)
+        // go to tokio's workers, where loading, spawning and reading take none of its time; so
+        // does one whose spec is not a local file read at once (over HTTP, or a FIFO whose
+        // writer may be that very thread, blocked in `writeFileSync`).
+        #[cfg(all(unix, not(feature = "portable-process")))]
+        let local = (local::get(env).filter(|local| local.idle()))
+            .filter(|_| source.as_ref().is_ok_and(JobSource::reads_at_once));
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
@@ -189,10 +196,8 @@ impl WorkerRuntime {
             Ok(outcome) => Ok(WorkerResult::from(outcome)),
             Err(err) => Err(errors::to_napi(env, err)),
         };
-        // One run at a time on the JavaScript thread: others started meanwhile (100 at once)
-        // go to tokio's workers, where loading, spawning and reading take none of its time.
         #[cfg(all(unix, not(feature = "portable-process")))]
-        if let Some(local) = local::get(env).filter(|local| local.idle()) {
+        if let Some(local) = local {
             let raw = env.raw();
             return local.spawn(env, async move { settle(&Env::from_raw(raw), work.await) });
         }

@@ -111,45 +111,44 @@ impl Watched {
         })
     }
 
-    fn raw(&self) -> i32 {
-        match self {
-            Watched::Tokio(fd) => fd.as_raw_fd(),
-            Watched::Local(_, _, fd) => fd.as_raw_fd(),
-        }
-    }
-
     /// Ready once readable; it stays so until a read says otherwise (an exited pidfd, for ever).
     pub async fn readable(&mut self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await
-    }
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self {
+        std::future::poll_fn(|cx| match self {
+            // An error (the runtime shutting down) ends the wait too: the caller finds out.
             Watched::Tokio(fd) => fd.poll_read_ready(cx).map(|_| ()),
-            Watched::Local(reactor, token, _) => {
-                let mut slots = crate::lock(&reactor.slots);
-                let slot = slots.entry(*token).or_default();
-                if slot.ready {
-                    return Poll::Ready(());
-                }
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+            Watched::Local(reactor, token, _) => poll_local(reactor, *token, cx),
+        })
+        .await
     }
+}
 
-    fn clear_ready(&mut self, cx: &mut Context<'_>) {
-        match self {
-            Watched::Tokio(fd) => {
-                if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(cx) {
-                    guard.clear_ready();
-                }
-            }
-            Watched::Local(reactor, token, _) => {
-                if let Some(slot) = crate::lock(&reactor.slots).get_mut(token) {
-                    slot.ready = false;
-                }
-            }
+fn poll_local(reactor: &Reactor, token: usize, cx: &mut Context<'_>) -> Poll<()> {
+    let mut slots = crate::lock(&reactor.slots);
+    let slot = slots.entry(token).or_default();
+    if slot.ready {
+        return Poll::Ready(());
+    }
+    slot.waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+/// One `read(2)` into `buf`'s unfilled part, not zeroed first (most runs barely touch it).
+fn read_into(fd: i32, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: read(2) writes at most `len` bytes there; only what it wrote is marked filled.
+        let n = unsafe {
+            let unfilled = buf.unfilled_mut();
+            libc::read(fd, unfilled.as_mut_ptr().cast(), unfilled.len())
+        };
+        if n >= 0 {
+            // SAFETY: the first `n` bytes were just written.
+            unsafe { buf.assume_init(n as usize) };
+            buf.advance(n as usize);
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }
@@ -162,23 +161,31 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         // A command that writes without pause must not hold the loop: reads share tokio's budget.
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        loop {
-            ready!(self.poll_ready(cx));
-            let unfilled = buf.initialize_unfilled();
-            // SAFETY: read(2) writes at most `unfilled.len()` bytes into memory we own.
-            let n = unsafe { libc::read(self.raw(), unfilled.as_mut_ptr().cast(), unfilled.len()) };
-            if n >= 0 {
-                buf.advance(n as usize);
-                coop.made_progress();
-                return Poll::Ready(Ok(()));
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock => self.clear_ready(cx),
-                io::ErrorKind::Interrupted => {}
-                _ => return Poll::Ready(Err(err)),
-            }
+        let read = match &mut *self {
+            // The readiness cleared on `WouldBlock` is the one this read saw, never a later one.
+            Watched::Tokio(fd) => loop {
+                let mut guard = ready!(fd.poll_read_ready(cx))?;
+                if let Ok(read) = guard.try_io(|fd| read_into(fd.as_raw_fd(), buf)) {
+                    break read;
+                }
+            },
+            Watched::Local(reactor, token, fd) => loop {
+                ready!(poll_local(reactor, *token, cx));
+                match read_into(fd.as_raw_fd(), buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Set again only by a `turn` after this, on this same thread.
+                        if let Some(slot) = crate::lock(&reactor.slots).get_mut(token) {
+                            slot.ready = false;
+                        }
+                    }
+                    read => break read,
+                }
+            },
+        };
+        if read.is_ok() {
+            coop.made_progress();
         }
+        Poll::Ready(read)
     }
 }
 
