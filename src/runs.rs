@@ -38,6 +38,10 @@ impl Runs {
         group.is_some_and(|group| group.signal(signal, grace))
     }
 
+    pub fn is_empty(&self) -> bool {
+        lock(&self.0).is_empty()
+    }
+
     pub fn cancel_all(&self) {
         lock(&self.0).values().for_each(|(token, _)| token.cancel());
     }

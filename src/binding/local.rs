@@ -147,11 +147,6 @@ impl Local {
         })
     }
 
-    /// Whether no run of this environment is pending here.
-    pub fn idle(&self) -> bool {
-        self.tasks.borrow().is_empty()
-    }
-
     /// Polls `work` now, then whenever it is woken; its promise settles with its output.
     pub fn spawn<'env, T: ToNapiValue + 'static>(
         &self,

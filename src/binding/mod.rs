@@ -177,16 +177,19 @@ impl WorkerRuntime {
             group: Arc::default(),
             asked: (options.held_ms.and_then(millis)).and_then(|d| Instant::now().checked_sub(d)),
         };
+        #[cfg(all(unix, not(feature = "portable-process")))]
+        let alone = self.runs.is_empty();
         let registered = self
             .runs
             .register(self.key(run_id), &extras.cancel, &extras.group);
-        // One run at a time on the JavaScript thread: others started meanwhile (100 at once)
-        // go to tokio's workers, where loading, spawning and reading take none of its time; so
-        // does one whose spec is not a local file read at once (over HTTP, or a FIFO whose
-        // writer may be that very thread, blocked in `writeFileSync`).
+        // One run at a time on the JavaScript thread (`alone`: no other of the environment's is
+        // on, either path): others (100 at once) go to tokio's workers, where loading, spawning
+        // and reading take none of its time; so does one whose spec is not a local file read at
+        // once (HTTP; a FIFO whose writer may be that very thread, blocked in `writeFileSync`).
         #[cfg(all(unix, not(feature = "portable-process")))]
-        let local = (local::get(env).filter(|local| local.idle()))
-            .filter(|_| source.as_ref().is_ok_and(JobSource::reads_at_once));
+        let local = (alone && source.as_ref().is_ok_and(JobSource::reads_at_once))
+            .then(|| local::get(env))
+            .flatten();
         let inner = self.inner.clone();
         let work = async move {
             let _registered = registered;
