@@ -93,19 +93,13 @@ impl Local {
     fn new(env: sys::napi_env) -> Option<Local> {
         let uv = uv::get()?;
         let reactor = Reactor::new().ok()?;
-        let (mut event_loop, mut name, mut context) = (null_mut(), null_mut(), null_mut());
+        let (mut event_loop, mut context) = (null_mut(), null_mut());
         let hook = Some(teardown as unsafe extern "C" fn(_, _));
         // SAFETY: N-API calls on `env`'s own thread, with out-pointers to locals. Should the
         // handles fail below, the hook finds no Local and removes itself.
         unsafe {
             check(sys::napi_get_uv_event_loop(env, &mut event_loop)).ok()?;
-            check(sys::napi_create_string_utf8(
-                env,
-                c"HeliosRun".as_ptr(),
-                9,
-                &mut name,
-            ))
-            .ok()?;
+            let name = Env::from_raw(env).create_string("HeliosRun").ok()?.raw();
             check(sys::napi_async_init(env, null_mut(), name, &mut context)).ok()?;
             let arg = env as *mut c_void;
             check(sys::napi_add_async_cleanup_hook(env, hook, arg, null_mut())).ok()?;

@@ -48,6 +48,8 @@ impl WorkerRuntime {
         // Resolved now, so that a later process.chdir() does not move the workspace.
         let workspace = current_dir().map_err(fail)?.join(&config.workspace_dir);
         let fetch = fetch_config(config.fetch).map_err(fail)?;
+        #[cfg(all(unix, not(feature = "portable-process")))]
+        local::get(&env);
         Ok(WorkerRuntime {
             inner: Arc::new(Runtime {
                 workspace,
