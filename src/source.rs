@@ -269,22 +269,78 @@ fn open_file(path: &Path, shown: &str, limit: u64) -> Result<(std::fs::File, u64
 }
 
 fn read_to_end(
-    file: std::fs::File,
+    mut file: std::fs::File,
     len: u64,
     shown: &str,
     limit: u64,
     mut bytes: Vec<u8>,
 ) -> Result<Vec<u8>, Error> {
+    let failed = |e: std::io::Error| Error::io(&e, "read", shown);
     bytes.clear();
     bytes.reserve(len as usize);
+    #[cfg(unix)]
+    if len >= HALVES_BYTES {
+        read_halves(&file, len as usize, &mut bytes).map_err(failed)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(bytes.len() as u64))
+            .map_err(failed)?;
+    }
     // One byte past the limit tells a file that grew while being read from one that fits.
-    file.take(limit.saturating_add(1))
+    file.take(limit.saturating_add(1).saturating_sub(bytes.len() as u64))
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(&e, "read", shown))?;
+        .map_err(failed)?;
     if bytes.len() as u64 > limit {
         return Err(Error::too_large(shown, limit));
     }
     Ok(bytes)
+}
+
+/// From this size on, a file is read in two halves at once: one core copies 20 MB out of the
+/// page cache in 4-6 ms here, two in 3-4.
+#[cfg(unix)]
+const HALVES_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the first `len` bytes into `bytes` (empty), its two halves at once, as far as the
+/// file goes: a half that ends early (the file shrank) ends what is kept there.
+#[cfg(unix)]
+fn read_halves(file: &std::fs::File, len: usize, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let fill = |part: &mut [MaybeUninit<u8>], offset: usize| {
+        let mut done = 0;
+        while done < part.len() {
+            let rest = &mut part[done..];
+            let at = (offset + done) as libc::off_t;
+            // SAFETY: pread writes at most `rest.len()` bytes into `rest`, memory this call
+            // borrows mutably; nothing reads them before `set_len` below counts them.
+            let n = unsafe { libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), at) };
+            match n {
+                0 => break,
+                1.. => done += n as usize,
+                _ => match std::io::Error::last_os_error() {
+                    e if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    e => return Err(e),
+                },
+            }
+        }
+        Ok(done)
+    };
+    let (first, second) = bytes.spare_capacity_mut()[..len].split_at_mut(len / 2);
+    let (got_first, got_second) = std::thread::scope(|scope| {
+        // Without a thread (none can be made), the caller reads on from the first half's end.
+        let other = std::thread::Builder::new().spawn_scoped(scope, || fill(second, len / 2));
+        let got_first = fill(first, 0);
+        let got_second = other.map_or(Ok(0), |other| other.join().unwrap_or(Ok(0)));
+        (got_first, got_second)
+    });
+    let (got_first, got_second) = (got_first?, got_second?);
+    let filled = match got_first < len / 2 {
+        true => got_first,
+        false => len / 2 + got_second,
+    };
+    // SAFETY: `fill` wrote the first `filled` bytes of the spare capacity (see above).
+    unsafe { bytes.set_len(filled) };
+    Ok(())
 }
 
 #[cfg(test)]
@@ -402,6 +458,35 @@ mod tests {
             err.to_string().contains("maxSpecBytes (1024 bytes)"),
             "{err}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_large_file_read_in_halves_is_the_file_even_if_it_changed_since_its_size_was_taken() {
+        let dir = std::env::temp_dir().join(format!("hwr-halves-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("large.json");
+        let content: Vec<u8> = (0..HALVES_BYTES as usize * 3 + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &content).unwrap();
+        let read = |len: u64, limit: u64| {
+            let file = std::fs::File::open(&path).unwrap();
+            read_to_end(file, len, "large.json", limit, Vec::new())
+        };
+        let all = content.len() as u64;
+        assert!(read(all, u64::MAX).unwrap() == content);
+        // Grown since: read on to the end, or past the limit.
+        assert!(read(all - 1000, u64::MAX).unwrap() == content);
+        let err = read(all - 1000, all - 1).unwrap_err();
+        assert!(err.to_string().contains("maxSpecBytes"), "{err}");
+        // Shrunk since, past its middle or before it.
+        assert!(read(all + 1000, u64::MAX).unwrap() == content);
+        assert!(read(all * 3, u64::MAX).unwrap() == content);
+        // A reused buffer keeps nothing of what it held.
+        let file = std::fs::File::open(&path).unwrap();
+        let old = vec![b'x'; all as usize * 2];
+        assert!(read_to_end(file, all, "large.json", u64::MAX, old).unwrap() == content);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
