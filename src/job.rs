@@ -332,18 +332,15 @@ impl<'de> Reader<'de> for Chunks {
 /// the last one: no `"id"` further on, and no escape that could spell it (`"\u0069d"`).
 /// Any other text is decoded.
 fn surely_another_id(text: &str, wanted: f64, key: &memchr::memmem::Finder) -> bool {
-    let Some(rest) = text.strip_prefix("{\"id\":") else {
-        return false;
-    };
-    let number_end = rest
-        .bytes()
-        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        .unwrap_or(rest.len());
-    let (number, after) = rest.as_bytes().split_at(number_end);
-    let number = std::str::from_utf8(number).ok().and_then(json_number);
-    number.is_some_and(|id| id != wanted)
-        && memchr::memchr(b'\\', after).is_none()
-        && key.find(after).is_none()
+    text.strip_prefix("{\"id\":").is_some_and(|rest| {
+        let is_number = |b: u8| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
+        // At an ASCII byte, or the end: a place where the text can be split.
+        let end = rest.bytes().position(|b| !is_number(b));
+        let (number, after) = rest.split_at(end.unwrap_or(rest.len()));
+        json_number(number).is_some_and(|id| id != wanted)
+            && memchr::memchr(b'\\', after.as_bytes()).is_none()
+            && key.find(after.as_bytes()).is_none()
+    })
 }
 
 /// A chunk's fields when it is an object whose (last, as in JavaScript) `id` is the wanted one.

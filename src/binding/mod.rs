@@ -107,9 +107,12 @@ impl WorkerRuntime {
     #[napi(skip_typescript)]
     pub fn environment_pairs() -> String {
         let env = environ::locked(|| runtime::environment(None, std::iter::empty()));
-        (env.iter())
-            .map(|(k, v)| format!("{}={}\0", k.display(), v.display()))
-            .collect()
+        // Without `format!` and `display`: a held run's copy is taken on the JavaScript thread.
+        let mut pairs = String::with_capacity(4096);
+        for (k, v) in &env {
+            pairs.extend([&*k.to_string_lossy(), "=", &v.to_string_lossy(), "\0"]);
+        }
+        pairs
     }
 
     #[napi(skip_typescript)]
