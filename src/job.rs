@@ -312,7 +312,10 @@ impl<'de> Reader<'de> for Chunks {
         // its text: reading every key of 100,000 chunks through a visitor took twice as long.
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             let text = raw.get();
-            if !surely_another_id(text, self.0, &key) {
+            // Only an object can be the chunk: a number such as 1e400 is not decoded (in range
+            // for `JSON.parse`, it is not for serde_json). An object cannot fail here but for a
+            // key with a lone surrogate, which the spec's second reading replaces.
+            if text.starts_with('{') && !surely_another_id(text, self.0, &key) {
                 let chunk = Any(Chunk(self.0))
                     .deserialize(&mut serde_json::Deserializer::from_str(text))
                     .map_err(de::Error::custom)?;
@@ -580,6 +583,12 @@ mod tests {
             find(r#"[7],{"id":7,"command":"i"}"#, 7).as_deref(),
             Some("i")
         );
+        // Elements that are not objects are skipped, whatever they are (Infinity for JSON.parse).
+        let numbers = "{\"id\":0},\n1e400,\n-1e400,\n{\"id\":7,\"command\":\"j\"}";
+        assert_eq!(find(numbers, 7).as_deref(), Some("j"));
+        let spec = r#"{"chunks":[1e400],"mergeCommand":"m"}"#;
+        let merge = plan(spec.as_bytes(), "f", Target::Merge).unwrap();
+        assert_eq!(merge.command.unwrap(), "m");
     }
 
     #[test]
