@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -41,6 +42,18 @@ describe('the storage bridge', () => {
     const result = await runtime.run(path, 0)
     expect(storage.calls).toEqual([['job-42', 's3://bucket/assets.zip', workspace]])
     expect(result).toMatchObject({ exitCode: 0, stdout: 'assets of job-42' })
+  })
+
+  it("runs the adapter in its run's caller's AsyncLocalStorage context, as an await would", async () => {
+    const { workspace, path } = jobWithAssets('s3://bucket/assets.zip', 'true')
+    const als = new AsyncLocalStorage<string>()
+    const seen: (string | undefined)[] = []
+    const storage = { downloadAssetBundle: async () => void seen.push(als.getStore()) }
+    // Created outside any request, reused by each: the server pattern that keeps one runtime.
+    const runtime = new WorkerRuntime({ workspaceDir: workspace, storage })
+    await als.run('req-1', () => runtime.run(path, 0))
+    await Promise.all(['req-2', 'req-3'].map((id) => als.run(id, () => runtime.run(path, 0))))
+    expect(seen.sort()).toEqual(['req-1', 'req-2', 'req-3'])
   })
 
   it('passes the adapter rejection through unchanged and does not run the command', async () => {

@@ -65,7 +65,8 @@ function makeRuntime(native) {
                 // A call that arrives after its run has ended starts nothing.
                 if (!run) return Promise.reject(new Error('The run this download belongs to has ended'))
                 const jobId = jobIdJson == null ? undefined : JSON.parse(jobIdJson)
-                return callStorage(storage, run, [jobId, remoteUrl, targetDir])
+                // In the async context of the run's caller (AsyncLocalStorage), as an `await`.
+                return run.scope.runInAsyncScope(callStorage, null, storage, run, [jobId, remoteUrl, targetDir])
               },
             }
           : undefined,
@@ -108,7 +109,8 @@ function makeRuntime(native) {
       const defaults = this.#defaults
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
-      const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined }
+      const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined, scope: undefined }
+      if (this.#hasStorage) run.scope = new AsyncResource('HeliosWorkerRun')
       const lines = given?.lines ?? defaults.lines
       const runId = (this.#lastId = (this.#lastId % 0x7fffffff) + 1)
       const options = {
