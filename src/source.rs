@@ -334,10 +334,8 @@ fn read_halves(file: &std::fs::File, len: usize, bytes: &mut Vec<u8>) -> std::io
         (got_first, got_second)
     });
     let (got_first, got_second) = (got_first?, got_second?);
-    let filled = match got_first < len / 2 {
-        true => got_first,
-        false => len / 2 + got_second,
-    };
+    // After a short first half, what the second read does not follow on from it.
+    let filled = got_first + if got_first == len / 2 { got_second } else { 0 };
     // SAFETY: `fill` wrote the first `filled` bytes of the spare capacity (see above).
     unsafe { bytes.set_len(filled) };
     Ok(())
