@@ -127,7 +127,8 @@ export interface RunOptions {
   onStderr?: (chunk: string) => void
   /**
    * `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
-   * last line without one comes at the end. Default `false`: pieces as they arrive.
+   * last line without one comes at the end, one longer than `maxBuffer` (at least 1 MiB) in
+   * pieces. Default `false`: pieces as they arrive.
    */
   lines?: boolean
 }

@@ -204,6 +204,15 @@ describe('lines: true', () => {
     const got: string[] = []
     await runtime.run(long, 0, { onStdout: (l) => got.push(l) })
     expect(got.map((l) => l.length)).toEqual([2_000_000])
+    // Without newlines, a stream comes in pieces of about maxBuffer (at least 1 MiB), not
+    // whole at the end: raw output cannot fill memory.
+    const raw = writeSpec(dir, { chunks: [{ id: 0, command: node("for (let i = 0; i < 300; i++) process.stdout.write('y'.repeat(10000)); process.stdout.write('\\nend\\n')") }] }, 'raw.json')
+    const parts: string[] = []
+    const rawResult = await runtime.run(raw, 0, { maxBuffer: 2 ** 20, onStdout: (l) => parts.push(l) })
+    expect(parts.at(-1)).toBe('end')
+    expect(parts.slice(0, -1).join('')).toBe('y'.repeat(3_000_000))
+    expect(Math.max(...parts.map((l) => l.length))).toBeLessThanOrEqual(2 ** 20 + 64 * 1024)
+    expect(rawResult.stdoutTruncated).toBe(true)
     // Pieces, as before, when it is off for the run.
     const pieces: string[] = []
     await runtime.run(path, 0, { lines: false, onStdout: (p) => pieces.push(p) })

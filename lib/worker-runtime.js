@@ -20,6 +20,7 @@ const resolved = Promise.resolve()
 
 const v = require('./validate.js')
 
+const DEFAULT_MAX_BUFFER = 16 * 2 ** 20
 /** Node's timers and child_process take at most this many milliseconds. */
 const MAX_MS = 2 ** 31 - 1
 const SIGNALS = constants.signals
@@ -112,6 +113,8 @@ function makeRuntime(native) {
       const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined, scope: undefined }
       if (this.#hasStorage) run.scope = new AsyncResource('HeliosWorkerRun')
       const lines = given?.lines ?? defaults.lines
+      // A line longer than the output kept (at least 1 MiB) reaches the callbacks in pieces.
+      const maxLine = Math.max(given?.native.maxBuffer ?? defaults.native.maxBuffer ?? DEFAULT_MAX_BUFFER, 2 ** 20)
       const runId = (this.#lastId = (this.#lastId % 0x7fffffff) + 1)
       const options = {
         ...defaults.native,
@@ -120,8 +123,8 @@ function makeRuntime(native) {
         env: defaults.env && given?.env ? Object.assign(Object.create(null), defaults.env, given.env) : (given?.env ?? defaults.env),
         inheritedEnv: undefined,
         cwd: process.cwd(),
-        onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines),
-        onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines),
+        onStdout: guard(given?.onStdout ?? defaults.onStdout, 'onStdout', lines && maxLine),
+        onStderr: guard(given?.onStderr ?? defaults.onStderr, 'onStderr', lines && maxLine),
         signal: undefined,
         runId,
       }
@@ -484,13 +487,16 @@ function extraCaFile(path) {
 
 /** A callback that is not called again once it has thrown, whatever it threw; the throw
  * becomes a process warning. An empty piece is the runtime's barrier, the stream's end: not
- * passed on, but in line mode it delivers the last line when it had no newline. */
+ * passed on, but in line mode it delivers the last line when it had no newline. `lines` is
+ * falsy, or in line mode the longest line in characters delivered whole. */
 function guard(callback, name, lines) {
   if (callback === undefined) return undefined
   let failed = false
   // The pieces of the line in progress, joined once its newline arrives: a long line costs
-  // its length, not its length times its pieces.
+  // its length, not its length times its pieces. One longer than `lines` goes out as it is:
+  // output without newlines (a `\r` progress bar, raw video) cannot fill memory.
   let partial = []
+  let partialLength = 0
   const line = (text) => callback(text.endsWith('\r') ? text.slice(0, -1) : text)
   const deliver = (text) => {
     if (!lines) return callback(text)
@@ -499,10 +505,20 @@ function guard(callback, name, lines) {
       partial.push(text.slice(start, end))
       const whole = partial.join('')
       partial = []
+      partialLength = 0
       start = end + 1
       line(whole)
     }
-    if (start < text.length) partial.push(text.slice(start))
+    if (start < text.length) {
+      partial.push(text.slice(start))
+      partialLength += text.length - start
+    }
+    if (partialLength > lines) {
+      const piece = partial.join('')
+      partial = []
+      partialLength = 0
+      callback(piece)
+    }
   }
   return (text) => {
     if (failed) return
@@ -511,6 +527,7 @@ function guard(callback, name, lines) {
       else if (partial.length > 0) {
         const last = partial.join('')
         partial = []
+        partialLength = 0
         line(last)
       }
     } catch (error) {

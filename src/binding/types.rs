@@ -94,7 +94,8 @@ pub struct RunOptions<'a> {
     #[napi(ts_type = "(chunk: string) => void")]
     pub on_stderr: Option<OutputFn>,
     /// `onStdout`/`onStderr` receive whole lines, without their newline (`\n` or `\r\n`); a
-    /// last line without one comes at the end. Default `false`: pieces as they arrive.
+    /// last line without one comes at the end, one longer than `maxBuffer` (at least 1 MiB) in
+    /// pieces. Default `false`: pieces as they arrive.
     pub lines: Option<bool>,
     #[napi(skip_typescript)]
     pub run_id: u32,
