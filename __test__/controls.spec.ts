@@ -374,6 +374,23 @@ describe('runs started together, in one synchronous stretch', () => {
     expect(held).toMatchObject({ timedOut: true, signal: 'SIGTERM' })
   })
 
+  it('a held run whose timeout ran out while it was held rejects, its command never started', async () => {
+    const { dir, path, runtime } = setup('true', 'touch ran')
+    const runs = [runtime.run(path, 0), runtime.run(path, 1, { timeout: 50 })]
+    const end = Date.now() + 300
+    while (Date.now() < end);
+    const [first, held] = await Promise.allSettled(runs)
+    expect(first).toMatchObject({ status: 'fulfilled', value: { exitCode: 0 } })
+    expect(held).toMatchObject({
+      status: 'rejected',
+      reason: {
+        code: 'ERR_RUN_TIMEOUT',
+        message: 'The run timed out after 50 ms while held back behind the runs started before it; its command never started',
+      },
+    })
+    expect(existsSync(join(dir, 'ran'))).toBe(false)
+  })
+
   it('a run alone on the event loop keeps Node alive until it settles, and Node exits once it has', () => {
     const { path } = setup('sh -c "sleep 0.3; echo late"')
     // Nothing else keeps this Node alive: a run that did not would exit before "late", one that

@@ -80,18 +80,29 @@ impl Runtime {
             }
             Ok::<_, Error>((command, cwd, plan.output_file))
         };
+        let timed_out = |stage| Error::RunTimeout {
+            ms: controls.timeout.unwrap_or_default().as_millis(),
+            stage,
+        };
+        // A held run may be past it already: its spec is not loaded, its adapter not called.
+        let past = || deadline.is_some_and(|d| d <= Instant::now());
+        if past() {
+            return Err(timed_out("held back behind the runs started before it"));
+        }
+        let stage = || match downloading.load(Ordering::Relaxed) {
+            true => "waiting for storage.downloadAssetBundle",
+            false => "loading the job spec",
+        };
         let (command, cwd, output_file) = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Aborted),
             command = prepare => command?,
-            _ = process::until(deadline) => return Err(Error::RunTimeout {
-                ms: controls.timeout.unwrap_or_default().as_millis(),
-                stage: match downloading.load(Ordering::Relaxed) {
-                    true => "waiting for storage.downloadAssetBundle",
-                    false => "loading the job spec",
-                },
-            }),
+            _ = process::until(deadline) => return Err(timed_out(stage())),
         };
+        // Ready at once (a spec read on this thread) after the deadline: the command never starts.
+        if past() {
+            return Err(timed_out(stage()));
+        }
         let controls = Controls {
             timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
             ..controls
