@@ -20,7 +20,10 @@ const resolved = Promise.resolve()
 
 const v = require('./validate.js')
 
+/** The native side's default `maxBuffer`, which bounds a line's length with `lines`. */
 const DEFAULT_MAX_BUFFER = 16 * 2 ** 20
+/** The async resource that keeps a run's caller's context for what runs later on its behalf. */
+const RUN_RESOURCE = 'HeliosWorkerRun'
 /** Node's timers and child_process take at most this many milliseconds. */
 const MAX_MS = 2 ** 31 - 1
 const SIGNALS = constants.signals
@@ -111,7 +114,7 @@ function makeRuntime(native) {
       const signal = given?.signal
       if (signal?.aborted) return Promise.reject(abortError(readReason(signal)))
       const run = { signal, aborted: false, reason: undefined, controller: undefined, adapterError: undefined, scope: undefined }
-      if (this.#hasStorage) run.scope = new AsyncResource('HeliosWorkerRun')
+      if (this.#hasStorage) run.scope = new AsyncResource(RUN_RESOURCE)
       const lines = given?.lines ?? defaults.lines
       // A line longer than the output kept (at least 1 MiB) reaches the callbacks in pieces.
       const maxLine = Math.max(given?.native.maxBuffer ?? defaults.native.maxBuffer ?? DEFAULT_MAX_BUFFER, 2 ** 20)
@@ -210,7 +213,7 @@ function startSoon(run, start) {
   const env = readNatively ? nativeEnvPairs() : inheritedEnvironment()
   // Called later, in the async context of this call (AsyncLocalStorage sees the caller's);
   // not through `AsyncResource.bind`, which costs 12 µs, ten times this, per held run.
-  const scope = new AsyncResource('HeliosWorkerRun')
+  const scope = run.scope ?? new AsyncResource(RUN_RESOURCE)
   const later = (heldMs) => scope.runInAsyncScope(start, null, heldMs, env)
   return new Promise((resolve, reject) => waiting.push({ run, since, later, resolve, reject }))
 }
