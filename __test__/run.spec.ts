@@ -240,6 +240,26 @@ describe('running the command', () => {
     expect(JSON.parse((await runtime.run(path, 0)).stdout)).toEqual(["title=My 'Awesome' Video", 'a b', ''])
   })
 
+  it.runIf(process.platform === 'linux')('starts a command as Node spawn does: argv[0] as written, signals 1-31 at their defaults, none blocked', async () => {
+    // Node ignores SIGPIPE and SIGXFSZ itself; libuv gives its commands the defaults again.
+    const { spawnSync } = await import('node:child_process')
+    const commands = [['grep', '-E', '^Sig(Ign|Blk)', '/proc/self/status'], ['cat', '/proc/self/cmdline']]
+    const ours: string[] = []
+    const nodes: string[] = []
+    for (const [program, ...args] of commands) {
+      const { path, runtime } = setup(specOf([program, ...args].join(' ')))
+      ours.push((await runtime.run(path, 0)).stdout)
+      nodes.push(spawnSync(program, args, { encoding: 'utf8' }).stdout)
+    }
+    // Signals 32 and 33 are glibc's own: posix_spawn leaves them ignored, and glibc sets them up
+    // again in every program that uses it.
+    const low = (text: string) => [...text.matchAll(/Sig\w+:\s*(\w+)/g)].map((m) => BigInt(`0x${m[1]}`) & 0x7fffffffn)
+    expect(low(ours[0])).toEqual(low(nodes[0]))
+    expect(low(ours[0])).toEqual([0n, 0n])
+    expect(ours[1]).toBe('cat\0/proc/self/cmdline\0')
+    expect(ours[1]).toBe(nodes[1])
+  })
+
   it('rejects an unknown program as spawn does', async () => {
     const { path, runtime } = setup(specOf('no-such-program-hwr --flag'))
     const err = await runtime.run(path, 0).catch((e) => e)

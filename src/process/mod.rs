@@ -1,5 +1,7 @@
 mod output;
 mod signal;
+#[cfg(all(unix, not(feature = "portable-process")))]
+mod spawn;
 #[cfg(any(not(unix), feature = "portable-process"))]
 #[path = "portable.rs"]
 mod sys;
@@ -13,7 +15,6 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -106,6 +107,19 @@ pub struct Outcome {
     pub output_bytes: Option<u64>,
 }
 
+/// What `sys::Child::spawn` starts: `program` as the command wrote it (its `argv[0]`, as in
+/// Node), found at `path`.
+pub struct Start<'a> {
+    pub program: &'a str,
+    pub path: &'a Path,
+    pub args: &'a [String],
+    pub cwd: &'a Path,
+    /// `None` (tests only) inherits this process's.
+    pub env: Option<&'a [(OsString, OsString)]>,
+    /// A variable set over `env` (see `orphans`).
+    pub marker: Option<(&'a str, &'a str)>,
+}
+
 pub struct Command<'a> {
     pub program: &'a str,
     pub args: &'a [String],
@@ -196,25 +210,23 @@ pub async fn until(deadline: Option<Instant>) {
 /// Errors are for what prevented the run (spawn, cancellation); a non-zero exit is an Outcome.
 pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     let controls = cmd.controls;
-    let mut command = std::process::Command::new(program_path(&cmd)?);
-    command
-        .args(cmd.args)
-        .current_dir(cmd.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(env) = &controls.env {
-        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-    }
-    // Marked, so that the command and its helpers die with this process (see `orphans`).
-    #[cfg(all(unix, not(feature = "portable-process")))]
-    if let Some((name, token)) = crate::orphans::marker() {
-        command.env(name, token);
-    }
+    let path = program_path(&cmd)?;
+    let start = Start {
+        program: cmd.program,
+        path: &path,
+        args: cmd.args,
+        cwd: cmd.cwd,
+        env: controls.env.as_deref(),
+        // Marked, so that the command and its helpers die with this process (see `orphans`).
+        #[cfg(all(unix, not(feature = "portable-process")))]
+        marker: crate::orphans::marker(),
+        #[cfg(any(not(unix), feature = "portable-process"))]
+        marker: None,
+    };
     let started = Instant::now();
     // Pipes that cannot be set up (the child is killed) read as Node's `spawn <program> EMFILE`.
     let (mut child, stdout, stderr) =
-        sys::Child::spawn(command).map_err(|e| Error::spawn(&e, cmd.program))?;
+        sys::Child::spawn(&start).map_err(|e| Error::spawn(&e, cmd.program))?;
     // Cleared before the leader is reaped, after which its id may name another process.
     cmd.group.id.store(child.group(), Ordering::SeqCst);
     let capture = |pipe, stream| Capture {
@@ -319,13 +331,22 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
     })
 }
 
-/// Looked up in the command's `PATH` here: given one, std would `fork` Node, not `posix_spawn`.
+/// Looked up in the command's `PATH` here, as libuv's `execvpe` would in the command: that of
+/// its environment, or without one `/usr/bin:/bin`; this process's when it inherits it (tests).
 fn program_path(cmd: &Command<'_>) -> Result<PathBuf, Error> {
-    match cmd.controls.env.iter().flatten().find(|(k, _)| k == "PATH") {
-        Some((_, path)) if !cmd.program.contains(std::path::is_separator) => {
-            which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
+    let path = match &cmd.controls.env {
+        Some(env) => (env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone()))
+        .or_else(|| cfg!(unix).then(|| "/usr/bin:/bin".into())),
+        None => std::env::var_os("PATH"),
+    };
+    match path {
+        Some(path) if !cmd.program.contains(std::path::is_separator) => {
+            which::which_in(cmd.program, Some(&path), cmd.cwd).map_err(|_| {
                 // As execvp: EACCES if a directory has such a file (not runnable), else ENOENT.
-                let found = std::env::split_paths(path).any(|dir| dir.join(cmd.program).is_file());
+                let found = std::env::split_paths(&path).any(|dir| dir.join(cmd.program).is_file());
                 #[cfg(unix)]
                 let err = std::io::Error::from_raw_os_error(match found {
                     true => libc::EACCES,
@@ -587,5 +608,16 @@ mod tests {
             o.stdout, "set:/usr/bin:/bin:unset\n",
             "exactly the given environment"
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn without_a_path_a_program_is_found_where_execvp_looks() {
+        let controls = Controls {
+            env: Some(vec![("HWR_TEST_VAR".into(), "set".into())]),
+            ..Controls::default()
+        };
+        let o = sh("echo $HWR_TEST_VAR", &controls).await.unwrap();
+        assert_eq!(o.stdout, "set\n");
     }
 }

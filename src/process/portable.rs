@@ -4,7 +4,7 @@
 use std::io;
 use std::process::ExitStatus;
 
-use super::{Pipe, Signal, Usage};
+use super::{Pipe, Signal, Start, Usage};
 
 pub struct Child(tokio::process::Child);
 
@@ -18,9 +18,18 @@ impl Child {
         self.0.id().map_or(0, |id| id as i32)
     }
 
-    pub fn spawn(
-        command: std::process::Command,
-    ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
+    pub fn spawn(start: &Start<'_>) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
+        let mut command = std::process::Command::new(start.path);
+        command.args(start.args).current_dir(start.cwd);
+        if let Some(env) = start.env {
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        command.envs(start.marker);
+        let piped = std::process::Stdio::piped;
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(piped())
+            .stderr(piped());
         let mut child = tokio::process::Command::from(command)
             .kill_on_drop(true)
             .spawn()?;

@@ -5,32 +5,38 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use super::watched::Watched;
-use super::{Pipe, Signal, Usage};
+use super::{Pipe, Signal, Start, Usage};
 
 /// A running command and its process group (the group id is the leader's pid).
 pub struct Child {
     pid: i32,
     exit: ExitWatch,
+    /// This side's copies of the pipes' write ends, closed once the leader has exited: its exit
+    /// then wakes the run once, not first for each pipe that it closes on its way out.
+    writers: Vec<OwnedFd>,
+    /// The pipes, to be read as soon as the writers are closed (see `Watched::expect_ready`).
+    readers: Vec<super::watched::Slot>,
     /// Until `finish`, dropping the child kills its group (a run cancelled from outside).
     finished: bool,
 }
 
 impl Child {
-    pub fn spawn(
-        mut command: std::process::Command,
-    ) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut spawned = command.spawn()?;
-        let pid = spawned.id() as i32;
-        let child = Child {
+    pub fn spawn(start: &Start<'_>) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
+        let (out, out_writer) = pipe()?;
+        let (err, err_writer) = pipe()?;
+        let pid = super::spawn::spawn(start, &out_writer, &err_writer)?;
+        let mut child = Child {
             pid,
             exit: ExitWatch::new(pid),
+            writers: vec![out_writer, err_writer],
+            readers: Vec::new(),
             finished: false,
         };
-        let pipe = |fd: OwnedFd| io::Result::Ok(Box::new(Watched::new(fd)?) as Pipe);
-        let stdout = spawned.stdout.take().map(|p| pipe(p.into())).transpose()?;
-        let stderr = spawned.stderr.take().map(|p| pipe(p.into())).transpose()?;
-        Ok((child, stdout, stderr))
+        let (out, err) = (Watched::new(out)?, Watched::new(err)?);
+        child
+            .readers
+            .extend([&out, &err].into_iter().filter_map(|w| w.slot()));
+        Ok((child, Some(Box::new(out)), Some(Box::new(err))))
     }
 
     /// Resolves once the leader has exited (it stays unreaped until `finish`). Cancel-safe.
@@ -40,12 +46,15 @@ impl Child {
             ExitWatch::Pidfd(fd) => fd.readable().await,
             ExitWatch::Poll { pid, interval } => loop {
                 if has_exited(*pid) {
-                    return;
+                    break;
                 }
                 tokio::time::sleep(*interval).await;
                 *interval = (*interval * 2).min(Duration::from_millis(25));
             },
         }
+        self.writers.clear();
+        // Most often at their end now: read them at once, not after another turn of the loop.
+        self.readers.drain(..).for_each(|slot| slot.expect_ready());
     }
 
     pub fn group(&self) -> i32 {
@@ -73,6 +82,17 @@ impl Drop for Child {
             std::thread::spawn(move || release(pid));
         }
     }
+}
+
+/// Both ends close on `exec`; the command gets its own copy of the write end.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn release(pid: i32) -> io::Result<(ExitStatus, Usage)> {
@@ -146,4 +166,36 @@ fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
         system_ms: ms(ru.ru_stime),
     };
     Ok((ExitStatus::from_raw(status), usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// The pipes end with the leader, not when it closes them: its exit wakes a run once.
+    #[tokio::test]
+    async fn the_pipes_end_no_sooner_than_the_leader() {
+        let args = ["-c".to_owned(), "exec >&- 2>&-; sleep 0.3".to_owned()];
+        let start = Start {
+            program: "sh",
+            path: std::path::Path::new("/bin/sh"),
+            args: &args,
+            cwd: std::path::Path::new("/"),
+            env: None,
+            marker: None,
+        };
+        let (mut child, stdout, stderr) = Child::spawn(&start).unwrap();
+        let (mut stdout, mut stderr) = (stdout.unwrap(), stderr.unwrap());
+        let mut buf = [0; 16];
+        let early = tokio::time::timeout(Duration::from_millis(150), stdout.read(&mut buf)).await;
+        assert!(
+            early.is_err(),
+            "stdout ended while its writer ran: {early:?}"
+        );
+        child.exited().await;
+        assert_eq!(stdout.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(stderr.read(&mut buf).await.unwrap(), 0);
+        assert!(child.finish().unwrap().0.success());
+    }
 }

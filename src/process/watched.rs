@@ -20,14 +20,27 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// thread alone takes: a run's future must be `Send` for tokio, whichever loop polls it.
 pub struct Reactor {
     poll: Mutex<(mio::Poll, mio::Events)>,
-    slots: Mutex<HashMap<usize, Slot>>,
+    slots: Mutex<HashMap<usize, Readiness>>,
     next: AtomicUsize,
 }
 
 #[derive(Default)]
-struct Slot {
+struct Readiness {
     ready: bool,
     waker: Option<Waker>,
+}
+
+/// A descriptor's readiness on a [`Reactor`], kept apart from the descriptor.
+pub struct Slot(Arc<Reactor>, usize);
+
+impl Slot {
+    /// Have the next read try at once, before the reactor has said so: a read that would block
+    /// clears it again.
+    pub fn expect_ready(self) {
+        if let Some(readiness) = crate::lock(&self.0.slots).get_mut(&self.1) {
+            readiness.ready = true;
+        }
+    }
 }
 
 thread_local! {
@@ -101,7 +114,7 @@ impl Watched {
                     mio::Token(token),
                     interest,
                 )?;
-                crate::lock(&reactor.slots).insert(token, Slot::default());
+                crate::lock(&reactor.slots).insert(token, Readiness::default());
                 Watched::Local(reactor, token, fd)
             }
             // SAFETY: the AsyncFd owns the fd, so it stays open while it is registered.
@@ -109,6 +122,14 @@ impl Watched {
                 AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
             }),
         })
+    }
+
+    /// Its readiness on the JavaScript thread's reactor; `None` on tokio's.
+    pub fn slot(&self) -> Option<Slot> {
+        match self {
+            Watched::Local(reactor, token, _) => Some(Slot(reactor.clone(), *token)),
+            Watched::Tokio(_) => None,
+        }
     }
 
     /// Ready once readable; it stays so until a read says otherwise (an exited pidfd, for ever).
