@@ -12,7 +12,8 @@ pub struct Child {
     pid: i32,
     exit: ExitWatch,
     /// This side's copies of the pipes' write ends, closed once the leader has exited: its exit
-    /// then wakes the run once, not first for each pipe that it closes on its way out.
+    /// then wakes the JavaScript thread once, not first for each pipe that it closes on its
+    /// way out, each time taking the CPU from the exiting command.
     writers: Vec<OwnedFd>,
     /// The pipes, to be read as soon as the writers are closed (see `Watched::expect_ready`).
     readers: Vec<super::watched::Slot>,
@@ -36,6 +37,11 @@ impl Child {
         child
             .readers
             .extend([&out, &err].into_iter().filter_map(|w| w.slot()));
+        // Only for the run on the JavaScript thread (one at a time): runs on tokio's workers,
+        // a hundred at once, would hold two more descriptors each.
+        if child.readers.is_empty() {
+            child.writers.clear();
+        }
         Ok((child, Some(Box::new(out)), Some(Box::new(err))))
     }
 
@@ -171,31 +177,83 @@ fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::watched::Reactor;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
     use tokio::io::AsyncReadExt;
 
-    /// The pipes end with the leader, not when it closes them: its exit wakes a run once.
-    #[tokio::test]
-    async fn the_pipes_end_no_sooner_than_the_leader() {
-        let args = ["-c".to_owned(), "exec >&- 2>&-; sleep 0.3".to_owned()];
-        let start = Start {
+    fn start(args: &[String]) -> Start<'_> {
+        Start {
             program: "sh",
             path: std::path::Path::new("/bin/sh"),
-            args: &args,
+            args,
             cwd: std::path::Path::new("/"),
             env: None,
             marker: None,
-        };
-        let (mut child, stdout, stderr) = Child::spawn(&start).unwrap();
+        }
+    }
+
+    /// Polls `f` as the JavaScript thread would, turning `reactor`, for at most `limit`.
+    fn drive<T>(reactor: &Reactor, f: impl Future<Output = T>, limit: Duration) -> Option<T> {
+        let mut f = std::pin::pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            if let Poll::Ready(value) = f.as_mut().poll(&mut cx) {
+                return Some(value);
+            }
+            reactor.turn();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// On the JavaScript thread the pipes end with the leader, not when it closes them: its
+    /// exit wakes that thread once.
+    #[test]
+    fn the_pipes_end_no_sooner_than_the_leader() {
+        let args = ["-c".to_owned(), "exec >&- 2>&-; sleep 0.3".to_owned()];
+        let reactor = Reactor::new().unwrap();
+        let (mut child, stdout, stderr) = reactor.enter(|| Child::spawn(&start(&args))).unwrap();
         let (mut stdout, mut stderr) = (stdout.unwrap(), stderr.unwrap());
         let mut buf = [0; 16];
-        let early = tokio::time::timeout(Duration::from_millis(150), stdout.read(&mut buf)).await;
+        let early = drive(&reactor, stdout.read(&mut buf), Duration::from_millis(150));
         assert!(
-            early.is_err(),
+            early.is_none(),
             "stdout ended while its writer ran: {early:?}"
         );
+        drive(&reactor, child.exited(), Duration::from_secs(10)).unwrap();
+        let forever = Duration::from_secs(10);
+        assert_eq!(
+            drive(&reactor, stdout.read(&mut buf), forever)
+                .unwrap()
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            drive(&reactor, stderr.read(&mut buf), forever)
+                .unwrap()
+                .unwrap(),
+            0
+        );
+        assert!(child.finish().unwrap().0.success());
+    }
+
+    /// On tokio's workers (a hundred runs at once) no copies are held: three descriptors a run.
+    #[tokio::test]
+    async fn runs_on_tokio_hold_no_copies() {
+        let args = ["-c".to_owned(), "exec >&- 2>&-; sleep 0.3".to_owned()];
+        let (mut child, stdout, _stderr) = Child::spawn(&start(&args)).unwrap();
+        let mut stdout = stdout.unwrap();
+        let mut buf = [0; 16];
+        let early = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf)).await;
+        assert_eq!(
+            early.unwrap().unwrap(),
+            0,
+            "stdout ends when the command closes it"
+        );
+        assert!(child.writers.is_empty());
         child.exited().await;
-        assert_eq!(stdout.read(&mut buf).await.unwrap(), 0);
-        assert_eq!(stderr.read(&mut buf).await.unwrap(), 0);
         assert!(child.finish().unwrap().0.success());
     }
 }
