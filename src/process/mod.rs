@@ -334,19 +334,23 @@ pub async fn run(cmd: Command<'_>) -> Result<Outcome, Error> {
 /// Looked up in the command's `PATH` here, as libuv's `execvpe` would in the command: that of
 /// its environment, or without one `/usr/bin:/bin`; this process's when it inherits it (tests).
 fn program_path(cmd: &Command<'_>) -> Result<PathBuf, Error> {
+    let inherited;
     let path = match &cmd.controls.env {
         Some(env) => (env
             .iter()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone()))
-        .or_else(|| cfg!(unix).then(|| "/usr/bin:/bin".into())),
-        None => std::env::var_os("PATH"),
+            .map(|(_, v)| v.as_os_str()))
+        .or(cfg!(unix).then_some("/usr/bin:/bin".as_ref())),
+        None => {
+            inherited = std::env::var_os("PATH");
+            inherited.as_deref()
+        }
     };
     match path {
         Some(path) if !cmd.program.contains(std::path::is_separator) => {
-            which::which_in(cmd.program, Some(&path), cmd.cwd).map_err(|_| {
+            which::which_in(cmd.program, Some(path), cmd.cwd).map_err(|_| {
                 // As execvp: EACCES if a directory has such a file (not runnable), else ENOENT.
-                let found = std::env::split_paths(&path).any(|dir| dir.join(cmd.program).is_file());
+                let found = std::env::split_paths(path).any(|dir| dir.join(cmd.program).is_file());
                 #[cfg(unix)]
                 let err = std::io::Error::from_raw_os_error(match found {
                     true => libc::EACCES,

@@ -43,8 +43,7 @@ pub fn spawn(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Resul
 
     let mut attrs = PosixSpawnAttr::init()?;
     attrs.set_sigmask(&SigSet::empty())?;
-    let defaults = Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP));
-    attrs.set_sigdefault(&defaults.collect())?;
+    attrs.set_sigdefault(&defaulted().collect())?;
     attrs.set_pgroup(Pid::from_raw(0))?;
     attrs.set_flags(
         PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
@@ -78,8 +77,7 @@ fn dev_null() -> Option<&'static File> {
 fn spawn_with_std(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Result<i32> {
     use std::os::unix::process::CommandExt;
     let reset = || {
-        for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
-        {
+        for signal in defaulted() {
             // SAFETY: signal(2) is async-signal-safe, as the forked child requires.
             unsafe { libc::signal(signal as c_int, libc::SIG_DFL) };
         }
@@ -103,6 +101,11 @@ fn spawn_with_std(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::
     Ok(command.spawn()?.id() as i32)
 }
 
+/// Signals 1-31 but those no disposition can be set for.
+fn defaulted() -> impl Iterator<Item = Signal> {
+    Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+}
+
 /// `KEY=value` strings; `marker` replaces a variable of its name.
 fn environment(start: &Start<'_>) -> io::Result<Vec<CString>> {
     let inherited;
@@ -117,11 +120,11 @@ fn environment(start: &Start<'_>) -> io::Result<Vec<CString>> {
     let env = env.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
     let env = env.filter(|(k, _)| marker.is_none_or(|(name, _)| *k != name));
     env.chain(marker)
-        .map(|(key, value)| c_string(&[key, b"=", value].concat()))
+        .map(|(key, value)| c_string([key, b"=", value].concat()))
         .collect()
 }
 
-fn c_string(bytes: &[u8]) -> io::Result<CString> {
+fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
