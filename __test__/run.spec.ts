@@ -251,13 +251,33 @@ describe('running the command', () => {
       ours.push((await runtime.run(path, 0)).stdout)
       nodes.push(spawnSync(program, args, { encoding: 'utf8' }).stdout)
     }
-    // Signals 32 and 33 are glibc's own: posix_spawn leaves them ignored, and glibc sets them up
-    // again in every program that uses it.
+    // Signals 32 and 33 are glibc's own: a command inherits them as this process has them, and
+    // glibc sets them up again in every program that uses it.
     const low = (text: string) => [...text.matchAll(/Sig\w+:\s*(\w+)/g)].map((m) => BigInt(`0x${m[1]}`) & 0x7fffffffn)
     expect(low(ours[0])).toEqual(low(nodes[0]))
     expect(low(ours[0])).toEqual([0n, 0n])
     expect(ours[1]).toBe('cat\0/proc/self/cmdline\0')
     expect(ours[1]).toBe(nodes[1])
+  })
+
+  it.runIf(process.platform !== 'win32')("gives a command its stdin, stdout and stderr when the process has closed its own 0 and 1", async () => {
+    // The next pipe then takes descriptors 0 and 1: its write end is already the command's stdout.
+    const dir = tempDir()
+    const path = writeSpec(dir, specOf('sh -c "cat; echo out; echo err >&2"'))
+    const script = `
+      const { closeSync, writeFileSync } = require('node:fs')
+      const { WorkerRuntime } = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+      const runtime = new WorkerRuntime({ workspaceDir: ${JSON.stringify(join(dir, 'ws'))} })
+      runtime.run(${JSON.stringify(path)}, 0).then(() => {
+        closeSync(0)
+        closeSync(1)
+        return runtime.run(${JSON.stringify(path)}, 0, { timeout: 5000 })
+      }).then((result) => writeFileSync(${JSON.stringify(join(dir, 'result.json'))}, JSON.stringify(result)))`
+    const { spawnSync } = await import('node:child_process')
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 })
+    expect(child.stderr).toBe('')
+    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'))
+    expect(result).toMatchObject({ exitCode: 0, stdout: 'out\n', stderr: 'err\n' })
   })
 
   it('rejects an unknown program as spawn does', async () => {

@@ -8,6 +8,8 @@ mod sys;
 #[cfg(all(unix, not(feature = "portable-process")))]
 #[path = "unix.rs"]
 mod sys;
+#[cfg(all(target_os = "linux", not(feature = "portable-process")))]
+mod vfork;
 #[cfg(all(unix, not(feature = "portable-process")))]
 pub mod watched;
 

@@ -1,7 +1,7 @@
-//! Starting a command with `posix_spawn` (nix's wrappers), not through `std::process::Command`:
-//! std would copy the environment into a sorted map and out again on every run, open
-//! `/dev/null` each time, and leave every signal but `SIGPIPE` as Node has it (libuv gives a
-//! command the default disposition of signals 1-31, as this does).
+//! Starting a command without `std::process::Command`: std would copy the environment into a
+//! sorted map and out again on every run, open `/dev/null` each time, and leave every signal but
+//! `SIGPIPE` as Node has it (libuv gives a command the default disposition of signals 1-31, as
+//! this does). On Linux through `clone` (`vfork.rs`), else through `posix_spawn` (nix's).
 
 use std::ffi::{c_char, c_int, CString};
 use std::fs::File;
@@ -19,39 +19,76 @@ use super::Start;
 
 type AddChdir = unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *const c_char) -> c_int;
 
+/// A started command's leader.
+pub struct Spawned {
+    pub pid: i32,
+    /// Its pidfd, when the way it was started gave one.
+    pub pidfd: Option<OwnedFd>,
+}
+
 /// Start `start` in its own process group, stdin from `/dev/null`, stdout and stderr to the
-/// given write ends; its pid.
-pub fn spawn(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Result<i32> {
-    let (Some(add_chdir), Some(null)) = (add_chdir(), dev_null()) else {
+/// given write ends.
+pub fn spawn(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Result<Spawned> {
+    let Some(null) = dev_null() else {
         return spawn_with_std(start, stdout, stderr);
     };
-    let cwd = c_string(start.cwd.as_os_str().as_bytes())?;
-    let args = std::iter::once(start.program).chain(start.args.iter().map(String::as_str));
-    let args = args
-        .map(|a| c_string(a.as_bytes()))
-        .collect::<io::Result<Vec<_>>>()?;
-    let env = environment(start)?;
+    let fds = [null.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+    let exec = Exec::new(start)?;
+    #[cfg(target_os = "linux")]
+    if let Some(spawned) = super::vfork::spawn(&exec, fds) {
+        return spawned;
+    }
+    match add_chdir() {
+        Some(add_chdir) => posix_spawn(add_chdir, &exec, fds),
+        None => spawn_with_std(start, stdout, stderr),
+    }
+}
 
+/// A command as `execve` takes it (`argv[0]` as written, `KEY=value`), and where it runs.
+pub struct Exec {
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub cwd: CString,
+}
+
+impl Exec {
+    fn new(start: &Start<'_>) -> io::Result<Self> {
+        let args = std::iter::once(start.program).chain(start.args.iter().map(String::as_str));
+        let args = args.map(|a| c_string(a.as_bytes()));
+        Ok(Exec {
+            path: c_string(start.path.as_os_str().as_bytes())?,
+            args: args.collect::<io::Result<_>>()?,
+            env: environment(start)?,
+            cwd: c_string(start.cwd.as_os_str().as_bytes())?,
+        })
+    }
+}
+
+/// Descriptors 0, 1 and 2 from `fds`.
+fn posix_spawn(add_chdir: AddChdir, exec: &Exec, fds: [c_int; 3]) -> io::Result<Spawned> {
     let mut actions = PosixSpawnFileActions::init()?;
-    actions.add_dup2(null.as_raw_fd(), 0)?;
-    actions.add_dup2(stdout.as_raw_fd(), 1)?;
-    actions.add_dup2(stderr.as_raw_fd(), 2)?;
+    for (target, fd) in (0..).zip(fds) {
+        actions.add_dup2(fd, target)?;
+    }
     let raw = (&mut actions as *mut PosixSpawnFileActions).cast();
     // SAFETY: `PosixSpawnFileActions` is `repr(transparent)` over the initialised
     // `posix_spawn_file_actions_t`; `cwd` is a NUL-terminated string, copied by the call.
-    Errno::result(unsafe { add_chdir(raw, cwd.as_ptr()) })?;
+    Errno::result(unsafe { add_chdir(raw, exec.cwd.as_ptr()) })?;
 
     let mut attrs = PosixSpawnAttr::init()?;
     attrs.set_sigmask(&SigSet::empty())?;
-    attrs.set_sigdefault(&defaulted().collect())?;
+    let defaulted = defaulted().filter_map(|signal| Signal::try_from(signal).ok());
+    attrs.set_sigdefault(&defaulted.collect())?;
     attrs.set_pgroup(Pid::from_raw(0))?;
     attrs.set_flags(
         PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
             | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
             | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
     )?;
-    let pid = nix::spawn::posix_spawn(start.path, &actions, &attrs, &args, &env)?;
-    Ok(pid.as_raw())
+    let (path, args, env) = (exec.path.as_c_str(), &exec.args, &exec.env);
+    let pid = nix::spawn::posix_spawn(path, &actions, &attrs, args, env)?.as_raw();
+    Ok(Spawned { pid, pidfd: None })
 }
 
 /// `posix_spawn_file_actions_addchdir_np`, looked up at run time as std does: glibc has it
@@ -74,12 +111,12 @@ fn dev_null() -> Option<&'static File> {
 }
 
 /// Without those: std, which then forks (to reset the signals as above).
-fn spawn_with_std(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Result<i32> {
+fn spawn_with_std(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::Result<Spawned> {
     use std::os::unix::process::CommandExt;
     let reset = || {
         for signal in defaulted() {
             // SAFETY: signal(2) is async-signal-safe, as the forked child requires.
-            unsafe { libc::signal(signal as c_int, libc::SIG_DFL) };
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
         Ok(())
     };
@@ -98,12 +135,14 @@ fn spawn_with_std(start: &Start<'_>, stdout: &OwnedFd, stderr: &OwnedFd) -> io::
     command
         .stdout(stdout.try_clone()?)
         .stderr(stderr.try_clone()?);
-    Ok(command.spawn()?.id() as i32)
+    let pid = command.spawn()?.id() as i32;
+    Ok(Spawned { pid, pidfd: None })
 }
 
-/// Signals 1-31 but those no disposition can be set for.
-fn defaulted() -> impl Iterator<Item = Signal> {
-    Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+/// Signals 1-31 but those no disposition can be set for (called in the vfork child too: it
+/// allocates nothing).
+pub fn defaulted() -> impl Iterator<Item = c_int> {
+    (1..32).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
 }
 
 /// `KEY=value` strings; `marker` replaces a variable of its name.
@@ -157,15 +196,20 @@ mod tests {
             env: None,
             marker: None,
         };
-        type Way = fn(&Start<'_>, &OwnedFd, &OwnedFd) -> io::Result<i32>;
-        for way in [spawn as Way, spawn_with_std] {
+        type Way = fn(&Start<'_>, &OwnedFd, &OwnedFd) -> io::Result<Spawned>;
+        let posix: Way = |start, stdout, stderr| {
+            let null = dev_null().unwrap().as_raw_fd();
+            let fds = [null, stdout.as_raw_fd(), stderr.as_raw_fd()];
+            posix_spawn(add_chdir().unwrap(), &Exec::new(start)?, fds)
+        };
+        for way in [spawn as Way, posix, spawn_with_std] {
             let mut fds = [0; 2];
             // SAFETY: pipe2 fills in two new descriptors, owned below.
             assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
             // SAFETY: just created, owned by nobody else.
             let (read, write) =
                 unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-            let pid = way(&start, &write, &write).unwrap();
+            let pid = way(&start, &write, &write).unwrap().pid;
             drop(write);
             let mut out = String::new();
             (&read).read_to_string(&mut out).unwrap();

@@ -25,10 +25,11 @@ impl Child {
     pub fn spawn(start: &Start<'_>) -> io::Result<(Child, Option<Pipe>, Option<Pipe>)> {
         let (out, out_writer) = pipe()?;
         let (err, err_writer) = pipe()?;
-        let pid = super::spawn::spawn(start, &out_writer, &err_writer)?;
+        let spawned = super::spawn::spawn(start, &out_writer, &err_writer)?;
+        let pid = spawned.pid;
         let mut child = Child {
             pid,
-            exit: ExitWatch::new(pid),
+            exit: ExitWatch::new(pid, spawned.pidfd),
             writers: vec![out_writer, err_writer],
             readers: Vec::new(),
             finished: false,
@@ -119,18 +120,17 @@ enum ExitWatch {
 }
 
 impl ExitWatch {
-    fn new(pid: i32) -> Self {
+    /// `pidfd` when the spawn gave one, else one opened here.
+    fn new(pid: i32, pidfd: Option<OwnedFd>) -> Self {
         #[cfg(target_os = "linux")]
-        {
+        let pidfd = pidfd.or_else(|| {
             // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
             let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-            if fd >= 0 {
-                // SAFETY: the descriptor was just created and is owned by nobody else.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-                if let Ok(fd) = Watched::new(fd) {
-                    return ExitWatch::Pidfd(fd);
-                }
-            }
+            // SAFETY: the descriptor was just created and is owned by nobody else.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        });
+        if let Some(fd) = pidfd.and_then(|fd| Watched::new(fd).ok()) {
+            return ExitWatch::Pidfd(fd);
         }
         let interval = Duration::from_micros(500);
         ExitWatch::Poll { pid, interval }
