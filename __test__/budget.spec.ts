@@ -20,11 +20,11 @@ const src = resolve(__dirname, '..', 'src')
 // (`process/spawn.rs`, 144 lines: the spawn a quarter shorter, no environment copied through a
 // map, and signals 1-31 at their defaults as Node's own `spawn` gives them, also where the C
 // library lacks `addchdir_np` and std forks); 3,834 until the command's `PATH` was borrowed,
-// not copied, on every run. 4,018 since a command is started on Linux by `clone` with
-// CLONE_VFORK (`process/vfork.rs`, 146 lines, and the `Exec` it shares with `posix_spawn`):
-// 35 fewer system calls in the child while the JavaScript thread waits, its pidfd from the
-// same call, a run of `true` 3-7 % faster.
-const CORE_BUDGET = 4018
+// not copied, on every run. 4,048 since a command is started on Linux by `clone` with
+// CLONE_VFORK (`process/vfork.rs`, 176 lines with its hostile review's fixes, and the `Exec`
+// it shares with `posix_spawn`): no stack mapped and unmapped, no `getrlimit` per
+// descriptor, its pidfd from the same call, a run of `true` 2-5 % faster.
+const CORE_BUDGET = 4048
 const BINDING_BUDGET = 1080
 
 function rustFiles(dir: string): string[] {

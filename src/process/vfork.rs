@@ -98,24 +98,26 @@ unsafe fn exec(plan: &Plan) -> c_int {
     unsafe {
         // The kernel's `struct sigaction`, zeroed: SIG_DFL. Not libc's wrapper: musl's takes a
         // lock for SIGABRT.
-        let default = [0u64; 8];
+        let (default, mut old) = ([0u64; 8], [0u64; 8]);
+        let sigaction = libc::SYS_rt_sigaction;
         for signal in defaulted() {
-            let sigaction = libc::SYS_rt_sigaction;
             libc::syscall(sigaction, signal, &default, ptr::null_mut::<u64>(), SIGSET);
+        }
+        // Real-time signals keep their dispositions, as in Node's commands, but a handler (a
+        // native library's) must not run here once the mask is emptied: one sent to the group
+        // before `setpgid` is pending. Reset, as glibc's `posix_spawn` does. The handler is
+        // the first word of the kernel's struct; above SIG_IGN (1) it is a function.
+        for signal in 32..=64 {
+            libc::syscall(sigaction, signal, ptr::null::<u64>(), &mut old, SIGSET);
+            if old[0] > 1 {
+                libc::syscall(sigaction, signal, &default, ptr::null_mut::<u64>(), SIGSET);
+            }
         }
         if libc::setpgid(0, 0) != 0 {
             return errno();
         }
-        // A source below 3 could be overwritten by an earlier dup2, or be its own target (whose
-        // close-on-exec flag dup2 keeps): moved up first, each can then be placed.
-        let mut fds = plan.fds;
-        for fd in fds.iter_mut().filter(|fd| **fd < 3) {
-            *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
-        }
-        for (target, fd) in (0..).zip(fds) {
-            if libc::dup2(fd, target) < 0 {
-                return errno();
-            }
+        if place(plan.fds) != 0 {
+            return errno();
         }
         if libc::chdir(plan.cwd) != 0 {
             return errno();
@@ -123,6 +125,35 @@ unsafe fn exec(plan: &Plan) -> c_int {
         set_mask(&0, ptr::null_mut());
         libc::execve(plan.path, plan.argv, plan.envp);
         errno()
+    }
+}
+
+/// Descriptors 0, 1 and 2 from `fds`; -1 on failure. A source an earlier `dup2` would
+/// overwrite is first moved up; one that is its own target loses its close-on-exec flag,
+/// which `dup2` would keep. Neither needs a descriptor more in the usual case, where the
+/// table may be full.
+///
+/// # Safety
+/// Only in a child about to `execve`: it overwrites descriptors 0-2.
+unsafe fn place(mut fds: [c_int; 3]) -> c_int {
+    // SAFETY: descriptor calls, as the caller allows.
+    unsafe {
+        for (target, fd) in (0..).zip(fds.iter_mut()) {
+            if *fd < target {
+                *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
+            }
+        }
+        for (target, fd) in (0..).zip(fds) {
+            let placed = if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, target)
+            };
+            if placed < 0 {
+                return -1;
+            }
+        }
+        0
     }
 }
 
@@ -206,5 +237,130 @@ mod tests {
             started.pid
         );
         assert_eq!(libc::WEXITSTATUS(status), 3);
+    }
+
+    static PARENT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    static IN_CHILD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn on_signal(_: c_int) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: getpid is async-signal-safe.
+        if unsafe { libc::getpid() } != PARENT.load(Relaxed) {
+            IN_CHILD.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A real-time signal sent to the process group while a child is still in it stays pending
+    /// there: its handler (a native library's, say) must not run in the child, in this memory.
+    #[test]
+    fn no_handler_of_this_process_runs_in_a_child() {
+        use std::os::unix::process::CommandExt;
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "process::vfork::tests::signals_at_the_group"])
+            .args(["--ignored", "--test-threads=1"])
+            .process_group(0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    #[ignore = "run by no_handler_of_this_process_runs_in_a_child, in a group of its own"]
+    fn signals_at_the_group() {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        // SAFETY: plain queries of this process.
+        let (pid, group) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        if pid != group {
+            return; // never signal a group that is not this test's own
+        }
+        PARENT.store(pid, Relaxed);
+        // SAFETY: a zeroed sigaction with a handler that only makes async-signal-safe calls.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            assert_eq!(libc::sigaction(40, &action, ptr::null_mut()), 0);
+        }
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let storm = std::thread::spawn(|| {
+            while !STOP.load(Relaxed) {
+                // SAFETY: signals this test's own process group.
+                unsafe { libc::kill(0, 40) };
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        });
+        for _ in 0..400 {
+            let started = spawn_sh(c"/bin/sh", "exit 0").unwrap();
+            let mut status = 0;
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(started.pid, &mut status, 0) };
+        }
+        STOP.store(true, Relaxed);
+        storm.join().unwrap();
+        assert_eq!(IN_CHILD.load(Relaxed), 0, "the handler ran in a child");
+    }
+
+    fn inode(fd: c_int) -> u64 {
+        // SAFETY: fstat fills in a zeroed stat.
+        unsafe {
+            let mut stat: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut stat) != 0 {
+                return 0;
+            }
+            stat.st_ino
+        }
+    }
+
+    /// `place` in a forked child (this process's 0-2 are the harness's); 0 when 0-2 then are
+    /// `want`, none close-on-exec.
+    fn placed(setup: impl FnOnce(), fds: [c_int; 3], want: [u64; 3]) -> i32 {
+        // SAFETY: the child makes only async-signal-safe calls, then exits.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                setup();
+                let mut code = 10 * (place(fds) != 0) as i32;
+                for (fd, want) in (0..).zip(want) {
+                    code += (inode(fd) != want || libc::fcntl(fd, libc::F_GETFD) != 0) as i32;
+                }
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    /// A source that is its own target needs no descriptor more (the table may be full), and
+    /// one that an earlier placement would overwrite is moved first.
+    #[test]
+    fn descriptors_below_3_are_placed_right() {
+        let (mut out, mut err) = ([0; 2], [0; 2]);
+        // SAFETY: pipe2 fills in two descriptors (left open: the process ends with the tests).
+        unsafe {
+            (
+                libc::pipe2(out.as_mut_ptr(), 0),
+                libc::pipe2(err.as_mut_ptr(), 0),
+            )
+        };
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let (null, out, err) = (null.as_raw_fd(), out[1], err[1]);
+        let want = [inode(null), inode(out), inode(err)];
+        // SAFETY (both setups): descriptor calls in the forked child.
+        let full_table = || unsafe {
+            libc::dup2(out, 1);
+            libc::dup2(err, 2);
+            libc::fcntl(1, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(2, libc::F_SETFD, libc::FD_CLOEXEC);
+            let limit = libc::rlimit {
+                rlim_cur: 3,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        };
+        assert_eq!(placed(full_table, [null, 1, 2], want), 0);
+        let stderr_at_0 = || unsafe {
+            libc::dup2(err, 0);
+        };
+        assert_eq!(placed(stderr_at_0, [null, out, 0], want), 0);
     }
 }
