@@ -1,8 +1,9 @@
 //! Starting a command on Linux as glibc's `posix_spawn` does, with `clone(CLONE_VM |
-//! CLONE_VFORK)`, minus what a run does not need: glibc's child makes a `sigaction` call for
-//! each of the 64 signals and its parent maps a stack each time, all while the spawning thread
-//! waits (about 40 µs of a 0.6 ms run of `true` here). This child resets signals 1-31, as
-//! libuv's does for Node's `spawn`, and `CLONE_PIDFD` returns the pidfd in the same call.
+//! CLONE_VFORK)`, minus what a run does not need: glibc's parent maps and unmaps a stack and
+//! asks `getrlimit` twice per descriptor every time, all while the spawning thread waits, and
+//! a pidfd is a system call more. This child resets signals 1-31, as libuv's does for Node's
+//! `spawn`, and the real-time ones that have a handler, as glibc's does; `CLONE_PIDFD` returns
+//! the pidfd in the same call.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
