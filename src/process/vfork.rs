@@ -1,7 +1,7 @@
 //! Starting a command on Linux as glibc's `posix_spawn` does, with `clone(CLONE_VM |
 //! CLONE_VFORK)`, minus what a run does not need: glibc's parent maps and unmaps a stack and
-//! asks `getrlimit` twice per descriptor each time the thread waits, and a pidfd is a call more
-//! (`CLONE_PIDFD` gives it). This child resets signals 1-31, as libuv's does for Node's `spawn`,
+//! asks `getrlimit` twice per descriptor on every spawn, and a pidfd is a call more (here
+//! `CLONE_PIDFD` gives it). This child resets signals 1-31, as libuv's does for Node's `spawn`,
 //! and real-time ones that have a handler, as glibc's does.
 
 use std::ffi::{c_char, c_int, c_void, CString};
