@@ -176,7 +176,6 @@ fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<CString> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::fd::FromRawFd;
     use std::path::Path;
 
     /// Both ways, a command gets signals 1-31 at their defaults and `argv[0]` as written.
@@ -203,12 +202,8 @@ mod tests {
             posix_spawn(add_chdir().unwrap(), &Exec::new(start)?, fds)
         };
         for way in [spawn as Way, posix, spawn_with_std] {
-            let mut fds = [0; 2];
-            // SAFETY: pipe2 fills in two new descriptors, owned below.
-            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-            // SAFETY: just created, owned by nobody else.
-            let (read, write) =
-                unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let (read, write) = super::super::sys::pipe().unwrap();
+            let read = File::from(read);
             let pid = way(&start, &write, &write).unwrap().pid;
             drop(write);
             let mut out = String::new();

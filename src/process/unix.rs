@@ -92,7 +92,7 @@ impl Drop for Child {
 }
 
 /// Both ends close on `exec`; the command gets its own copy of the write end.
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two new descriptors into the array on success.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -152,7 +152,7 @@ fn has_exited(pid: i32) -> bool {
     rc != 0 || pid != 0
 }
 
-fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
+pub(super) fn reap(pid: i32) -> io::Result<(ExitStatus, Usage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it in.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -73,7 +73,8 @@ pub fn spawn(exec: &Exec, fds: [c_int; 3]) -> Option<io::Result<Spawned>> {
     match unsafe { ptr::read_volatile(&plan.error) } {
         0 => Some(Ok(Spawned { pid, pidfd })),
         error => {
-            reap(pid);
+            // It has exited, and is no one's to wait for but ours.
+            let _ = super::sys::reap(pid);
             Some(Err(io::Error::from_raw_os_error(error)))
         }
     }
@@ -176,15 +177,6 @@ unsafe fn set_mask(mask: &u64, old: *mut u64) {
 fn pointers(strings: &[CString]) -> Vec<*const c_char> {
     let pointers = strings.iter().map(|s| s.as_ptr());
     pointers.chain([ptr::null()]).collect()
-}
-
-/// A child that failed before `execve` has exited; it is no one's to wait for but ours.
-fn reap(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waits for our own child, writing its status into a local.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-    {}
 }
 
 #[cfg(test)]
@@ -334,16 +326,12 @@ mod tests {
     /// one that an earlier placement would overwrite is moved first.
     #[test]
     fn descriptors_below_3_are_placed_right() {
-        let (mut out, mut err) = ([0; 2], [0; 2]);
-        // SAFETY: pipe2 fills in two descriptors (left open: the process ends with the tests).
-        unsafe {
-            (
-                libc::pipe2(out.as_mut_ptr(), 0),
-                libc::pipe2(err.as_mut_ptr(), 0),
-            )
-        };
+        let ((_, out), (_, err)) = (
+            super::super::sys::pipe().unwrap(),
+            super::super::sys::pipe().unwrap(),
+        );
         let null = std::fs::File::open("/dev/null").unwrap();
-        let (null, out, err) = (null.as_raw_fd(), out[1], err[1]);
+        let (null, out, err) = (null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd());
         let want = [inode(null), inode(out), inode(err)];
         // SAFETY (both setups): descriptor calls in the forked child.
         let full_table = || unsafe {
